@@ -9,7 +9,43 @@ from __future__ import annotations
 from .bbox import BBox
 from .errors import CuratorError
 from .sources import BlueMarbleSource, Chip, FolderSource, Source, grid_windows
+from .sources import GIBSSource, WMTSServer, load_catalog
 from .workspace import Workspace
+from .labels import LabelStore
+from .active import ActiveLoop, Oracle, SeedSet, seed_set
+from .heads import Head
 
 __all__ = ["BBox", "CuratorError", "BlueMarbleSource", "Chip", "FolderSource", "Source", "grid_windows",
            "Workspace"]
+__all__ += ["GIBSSource", "WMTSServer", "load_catalog"]
+__all__ += ["LabelStore"]
+__all__ += ["ActiveLoop", "Oracle", "SeedSet", "seed_set", "Head"]
+from .notebooks import oracle_from_rule, run_notebook
+from .plots import chip_grid
+__all__ += ["run_notebook", "oracle_from_rule", "chip_grid"]
+from .sampling import (cluster_balanced_sample, covering_radius, farthest_point_sample, load_sample, random_sample,
+                       save_sample, stratified_farthest_point_sample)
+from .balance import (augmented_oversample, class_size_std, iterative_balance, low_frequency_classes, oversample,
+                      reweight, undersample)
+__all__ += ["farthest_point_sample", "stratified_farthest_point_sample", "cluster_balanced_sample", "random_sample",
+            "covering_radius", "save_sample", "load_sample", "iterative_balance", "undersample", "oversample",
+            "reweight", "augmented_oversample", "low_frequency_classes", "class_size_std"]
+
+# Names imported on first use (name -> module), so `import curator_widgets` stays light.
+_LAZY = {name: ".widgets" for name in ("RegionPicker", "EmbeddingView", "SampleGallery", "SwipeLabeler", "CuratorApp")}
+# SSL training and embeddings (torch, lightly); `embed` itself stays curator_widgets.embed.embed,
+# since a package attribute named like its submodule would be replaced by the module on import.
+_LAZY.update({"train_ssl": ".train", "load_model": ".train", "load_embeddings": ".embed", "embed_images": ".embed"})
+# Similarity index and 2-D projection (faiss/umap are imported inside the functions).
+_LAZY.update({name: ".index" for name in ("build_index", "load_index", "add_to_index", "search", "knn_graph",
+                                          "filter_mask", "SearchResult", "SimilarityIndex")})
+_LAZY.update({name: ".projection" for name in ("project", "plot_projection", "save_projection_plot")})
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .bbox import WORLD, BBox
 from .sources import BlueMarbleSource
 from .workspace import Workspace
@@ -27,7 +29,115 @@ def step_tile(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
             "ocean_chips": desc.get("ocean_chips")}
 
 
-STEPS: list[tuple[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]]] = [("tile", step_tile)]
+DEMO_RUN = "demo-simclr"
+
+
+def step_train(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
+    """SimCLR on the small CNN for a few epochs at 64 px (about a minute on 2 CPU cores); resumes."""
+    from .train import train_ssl
+
+    info = train_ssl(ws, run=params.get("run") or DEMO_RUN, method="simclr", backbone="small_cnn", image_size=64,
+                     epochs=int(params.get("train_epochs", 4)), batch_size=256, seed=params.get("seed", 0))
+    return {k: info[k] for k in ("run", "epoch", "n_train", "loss", "images_per_s", "device", "skipped")}
+
+
+def step_embed(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
+    """Embed every chip with the demo model (float16, L2-normalized); skips rows already embedded."""
+    from .embed import embed, embedding_info
+
+    run = params.get("run") or DEMO_RUN
+    path = embed(ws, run)
+    info = embedding_info(ws, run)
+    return {"run": run, "rows": info["count"], "dim": info["dim"], "path": str(path)}
+
+
+def step_active(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
+    """Active learning from one land chip: seed set (64 NN + 32 random), two rounds labelled by an
+    oracle reading land_fraction (a stand-in for a person), then the curated set exported."""
+    from .active import ActiveLoop, Oracle
+
+    run = params.get("run") or _latest_embedding_run(ws)
+    if run is None:
+        return {"skipped": "no embeddings in the workspace yet (the embed step makes them)"}
+    land = ws.manifest["land_fraction"].fillna(0).to_numpy()
+    if (land >= 0.5).sum() == 0 or (land < 0.5).sum() == 0:
+        return {"skipped": "the region has no land/ocean contrast to learn"}
+    reference = int(land.argmax())  # the first all-land chip
+    n = len(ws)  # the published 64 + 32 and batches of 32, scaled down for small demo regions
+    k, r, batch = min(64, max(8, n // 10)), min(32, max(4, n // 20)), min(32, max(8, n // 20))
+    loop = ActiveLoop(ws, run, name="demo-land", strategy="entropy+kmeans", batch_size=batch, max_rounds=2,
+                      budget=0.5, seed=params.get("seed", 0))
+    oracle = Oracle(ws, column="land_fraction", positive=lambda v: v >= 0.5)
+    loop.seed(reference, k=k, r=r)
+    loop.run(oracle)  # resumable: a finished loop returns at once
+    exports = ws.root / "exports"
+    labels_csv = loop.store.export(exports / "demo-land-labels.csv")
+    ranked = loop.predicted_positives()
+    ranked.to_csv(exports / "demo-land-predicted.csv", index=False)
+    loop.plot(loop.dir / "learning_curve.png")
+    last = loop.state["history"][-1]
+    return {"run": run, "reference": reference, "rounds": loop.round, "labelled_pct": round(last["labelled_pct"], 2),
+            "positives_found": last.get("positives_found"), "true_recall": round(last.get("true_recall", 0), 3),
+            "true_f1": round(last.get("true_f1", 0), 3), "predicted_positives": len(ranked),
+            "labels_csv": str(labels_csv)}
+
+
+def _latest_embedding_run(ws: Workspace) -> str | None:
+    files = sorted((p for p in (ws.root / "embeddings").glob("*.npy") if not p.name.startswith(".")),
+                   key=lambda p: p.stat().st_mtime)
+    return files[-1].stem if files else None
+
+
+def step_index(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
+    """FAISS similarity index of the demo embeddings (reused when up to date) and one query: the
+    10 chips most similar to the first all-land chip, with the land share among them."""
+    from .index import build_index, search
+
+    run = params.get("run") or _latest_embedding_run(ws)
+    if run is None:
+        return {"skipped": "no embeddings in the workspace yet (the embed step makes them)"}
+    sim = build_index(ws, run, progress=False)
+    land = ws.manifest["land_fraction"].fillna(0).to_numpy()[: sim.ntotal]
+    query = int(land.argmax())
+    res = search(ws, run, ids=query, k=10)
+    return {"run": run, "index": sim.params["factory"], "chips": sim.ntotal, "recall_at_10": sim.params.get("recall_at_10"),
+            "query_chip": query, "neighbours_land_share": round(float((land[res.ids] >= 0.5).mean()), 2),
+            "neighbour_similarity": round(float(res.scores.mean()), 3)}
+
+
+def step_project(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
+    """2-D UMAP of the embeddings on the FAISS kNN graph (cached) and a scatter PNG colored by land
+    fraction in projections/<run>.png. The first UMAP call in a process compiles numba kernels."""
+    from .projection import cached_projection, project, save_projection_plot
+
+    run = params.get("run") or _latest_embedding_run(ws)
+    if run is None:
+        return {"skipped": "no embeddings in the workspace yet (the embed step makes them)"}
+    xy = project(ws, run, n_epochs=200, seed=params.get("seed", 0), progress=False)
+    meta = cached_projection(ws, run)[1]
+    png = ws.projection_path(run).with_suffix(".png")
+    if not png.exists() or png.stat().st_mtime < ws.projection_path(run).stat().st_mtime:
+        land = ws.manifest["land_fraction"].to_numpy(dtype=float, na_value=np.nan)[: len(xy)]
+        save_projection_plot(xy, png, color=land, title=f"{run}: {len(xy)} Blue Marble chips ({meta['method']})",
+                             colorbar_label="land fraction")
+    return {"run": run, "method": meta["method"], "points": len(xy), "computed_in_s": meta["seconds"], "png": str(png)}
+
+
+def step_sample(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
+    """The headline: a diverse (farthest-point) sample of the embedded chips vs a random one of the
+    same size; diversity pulls the ~70% ocean share of the globe down. Both saved under samples/."""
+    from .sampling import diverse_vs_random
+
+    return diverse_vs_random(ws, n=int(params.get("sample_n", 500)), run=params.get("run"), seed=params.get("seed", 0))
+
+
+STEPS: list[tuple[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]]] = [("tile", step_tile),
+                                                                                  ("train", step_train),
+                                                                                  ("embed", step_embed),
+                                                                                  ("index", step_index),
+                                                                                  ("project", step_project),
+                                                                                  ("sample", step_sample),
+                                                                                  ("active", step_active)]
 
 
 def run_demo(workspace: str | Path, **params: Any) -> dict[str, Any]:

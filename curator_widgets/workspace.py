@@ -112,7 +112,7 @@ class Workspace:
         return json.loads(json.dumps(self._meta))
 
     def record(self, section: str, key: str, value: Any) -> None:
-        """Set workspace.json[section][key] = value atomically, merging with concurrent writers."""
+        """Set `workspace.json[section][key] = value` atomically, merging with concurrent writers."""
         with self._lock():
             meta = _read_meta(self.root / "workspace.json")
             meta.setdefault(section, {})[key] = value

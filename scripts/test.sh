@@ -6,7 +6,7 @@ VENV=${VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 export MPLBACKEND=Agg
 if [ -f js/package.json ]; then
-  (cd js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test)
+  (cd js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run typecheck && npm run build && npm test)
 fi
 python -m pytest "$@"
 if [ -f mkdocs.yml ]; then

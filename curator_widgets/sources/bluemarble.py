@@ -19,13 +19,14 @@ from ..bbox import WORLD, BBox
 from ..errors import CuratorError
 from .base import Chip, Source
 from .geogrid import region_mean, region_pixels, world_shape
+from .tilematrix import tile_matrix_set
 from .tiling import Boundary, cut, grid_windows
 
 LAYER = "BlueMarble_NextGeneration"
 TILE_MATRIX_SET = "500m"
-# Level-0 pixel size of GIBS's EPSG:4326 sets: 512 px span 288 degrees (checked against
-# tilematrixsets.xml in tests/test_bluemarble.py).
-LEVEL0_PIXEL_SIZE = 288.0 / 512.0
+# Level-0 pixel size of GIBS's EPSG:4326 sets: 512 px span 288 degrees, from the packaged tile
+# matrix table (checked against tilematrixsets.xml in tests/test_gibs_tilematrix.py).
+LEVEL0_PIXEL_SIZE = tile_matrix_set(TILE_MATRIX_SET).pixel_size(0)
 # bmng.jpg is 5400 px over 360 degrees (0.0667 deg/px): level 3 (0.0703 deg/px) is the finest
 # level that does not invent pixels.
 MAX_LEVEL = 3

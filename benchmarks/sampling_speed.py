@@ -1,0 +1,235 @@
+"""Exact farthest-point sampling speed against the published reference, scikit-learn, and memory bandwidth.
+
+CPU: N = 200k, d = 128, k = 1000 Gaussian-mixture points. Rows: the reference pure-Python double
+loop of the Curator code (a faithful copy below, timed at a smaller N and extrapolated linearly
+in N*k), a scikit-learn `pairwise_distances` k-center greedy (the active-learning baseline, timed
+for fewer steps and extrapolated in k), `farthest_point_sample` in float32 and float16 storage with
+the eager engine and the `torch.compile`d fused step, the stratified variant, and the
+memory-bandwidth bound (N*d*bytes per pick / measured read bandwidth of this machine). GPU
+(when CUDA is present): N = 1M, d = 512, k = 10k, reported as a fraction of measured HBM bandwidth.
+
+    .venv/bin/python benchmarks/sampling_speed.py           # ~3-5 min on 2 CPU cores
+    .venv/bin/python benchmarks/sampling_speed.py --quick   # N = 5k, d = 32, k = 50, eager only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from curator_widgets.sampling import (covering_radius, farthest_point_sample, random_sample,  # noqa: E402
+                                      stratified_farthest_point_sample)
+
+
+def reference_fps(features: np.ndarray, n: int, i: int) -> list[int]:
+    """Faithful copy of the published reference (Curator, DaTechniques.min_max_diverse_embeddings):
+    a Python loop over every point per pick, np.linalg.norm per pair, list min/max/index.
+    Returns the picked row indices (the original returns the rows and their file names)."""
+    set_input = features.copy()
+    set_output = []
+    picks = []
+    idx = i
+    set_output.append(set_input[idx])
+    picks.append(idx)
+    min_distances = [1000] * len(set_input)
+    # maximizes the minimum distance
+    for _ in range(n - 1):
+        for i in range(len(set_input)):
+            # distances[i] = minimum of the distances between set_output and one of set_input
+            dist = np.linalg.norm(set_input[i] - set_output[-1])
+            if min_distances[i] > dist:
+                min_distances[i] = dist
+        inds = min_distances.index(max(min_distances))
+        set_output.append(set_input[inds])
+        picks.append(inds)
+    return picks
+
+
+def sklearn_kcenter(X: np.ndarray, k: int, start: int) -> list[int]:
+    """k-center greedy as in the common active-learning code: pairwise_distances to the newest center."""
+    from sklearn.metrics import pairwise_distances
+
+    picks = [start]
+    min_d = None
+    for _ in range(k - 1):
+        dist = pairwise_distances(X, X[[picks[-1]]], metric="euclidean")
+        min_d = dist if min_d is None else np.minimum(min_d, dist)
+        picks.append(int(np.argmax(min_d)))
+    return picks
+
+
+def mixture(n: int, d: int, seed: int = 0, device=None, dtype=None):
+    """Gaussian mixture with 64 components of varied spread: embedding-like, no exact ties."""
+    import torch
+
+    g = torch.Generator(device=device or "cpu").manual_seed(seed)
+    centers = torch.randn(64, d, generator=g, device=device) * 4
+    which = torch.randint(0, 64, (n,), generator=g, device=device)
+    scale = torch.rand(n, 1, generator=g, device=device) * 1.5 + 0.25
+    X = centers[which] + torch.randn(n, d, generator=g, device=device) * scale
+    return X.to(dtype or torch.float32)
+
+
+def read_bandwidth(device: str = "cpu", gib: float = 0.5, repeats: int = 7) -> float:
+    """Best read bandwidth (bytes/s) of a full-array reduction, the loop FPS's bound is made of."""
+    import torch
+
+    n = int(gib * (1 << 30) / 4)
+    buf = torch.ones(n, device=device)
+    best = 0.0
+    for _ in range(repeats):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        buf.sum()
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = max(best, n * 4 / (time.perf_counter() - t0))
+    return best
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def cpu_section(N: int, d: int, k: int, quick: bool, compiled: bool) -> dict:
+    import torch
+
+    X = mixture(N, d).numpy()
+    start = 0
+    bw = read_bandwidth("cpu", gib=0.0625 if quick else 0.5)
+    rows = []
+
+    def add(method, seconds, bytes_per_pick=None, radius=None, note="", agree=None):
+        row = {"method": method, "seconds": round(seconds, 3), "ms_per_pick": round(1e3 * seconds / k, 3),
+               "radius": None if radius is None else round(float(radius), 4), "note": note}
+        if bytes_per_pick:
+            row["effective_GBps"] = round(bytes_per_pick * k / seconds / 1e9, 2)
+        if agree is not None:
+            row["same_picks_as_float32_eager"] = round(float(agree), 4)
+        rows.append(row)
+        return row
+
+    # reference: measure at a size where it finishes, extrapolate linearly in N * picks
+    n_ref, k_ref = (300, 3) if quick else (4000, 6)
+    ref_picks, t_ref = timed(lambda: reference_fps(X[:n_ref], k_ref, start))
+    per = t_ref / (n_ref * (k_ref - 1))
+    ours_small = farthest_point_sample(X[:n_ref], k_ref, start=start)[0]
+    same = list(map(int, ours_small)) == list(map(int, ref_picks))
+    add("reference pure-Python loop (extrapolated)", per * N * k,
+        note=f"timed at N={n_ref}, {k_ref - 1} picks: {1e6 * per:.2f} us per point per pick")
+
+    k_sk = min(k, 10 if quick else 100)
+    sk_picks, t_sk = timed(lambda: sklearn_kcenter(X, k_sk, start))
+    add("sklearn pairwise_distances k-center", t_sk * (k - 1) / (k_sk - 1), note=f"timed for {k_sk} picks")
+
+    bound32 = N * d * 4 * k / bw
+    add("memory-bandwidth bound float32", bound32, N * d * 4, note=f"read bandwidth {bw / 1e9:.1f} GB/s (torch sum, best of 7)")
+    add("memory-bandwidth bound float16", bound32 / 2, N * d * 2)
+
+    (p32, r32), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float32", engine="eager"))
+    base = add("exact FPS float32 (eager)", t, N * d * 4, r32[-1], agree=1.0)
+    sk_same = bool(np.array_equal(np.asarray(sk_picks), p32[:k_sk]))
+    (p16, r16), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float16", engine="eager"))
+    add("exact FPS float16 (eager)", t, N * d * 2, r16[-1], agree=np.mean(p16 == p32))
+    if compiled:
+        for dt, nbytes in (("float32", 4), ("float16", 2)):
+            _, t_c = timed(lambda: farthest_point_sample(X[:4096], 2, dtype=dt, engine="compiled"))  # compile + warm
+            (pc, rc), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype=dt, engine="compiled"))
+            add(f"exact FPS {dt} (compiled)", t, N * d * nbytes, rc[-1], agree=np.mean(pc == p32),
+                note=f"first call incl. compile {t_c:.1f} s, not counted")
+    (ps, _), t = timed(lambda: stratified_farthest_point_sample(X, k, start=start))
+    m = min(N, max(10_000, 10 * k))
+    add("stratified FPS (m=max(10000,10k), redraw every k/10)", t, None, covering_radius(X, ps),
+        note=f"m={m}; radius is the exact covering radius of its picks")
+    add("random sample (for scale)", 0.0, None, covering_radius(X, random_sample(X, k, seed=0)))
+    for r in rows:
+        if r["method"].startswith(("exact", "reference", "sklearn", "stratified")):
+            r["x_bound_float32"] = round(r["seconds"] / bound32, 2)
+    return {"N": N, "d": d, "k": k, "threads": torch.get_num_threads(), "read_bandwidth_GBps": round(bw / 1e9, 2),
+            "rows": rows, "reference_same_picks": same, "sklearn_same_picks": sk_same,
+            "float32_eager_seconds": base["seconds"]}
+
+
+def gpu_section(N: int, d: int, k: int) -> dict:
+    import torch
+
+    bw = read_bandwidth("cuda", gib=4.0, repeats=10)
+    rows = []
+    for dt, nbytes in ((torch.float16, 2), (torch.float32, 4)):
+        X = mixture(N, d, device="cuda", dtype=dt)
+        farthest_point_sample(X, 3, dtype=dt, device="cuda")  # warm up kernels and cuBLAS
+        for engine in ("eager", "compiled"):
+            try:
+                torch.cuda.synchronize()
+                (p, r), t = timed(lambda: farthest_point_sample(X, k, start=0, dtype=dt, device="cuda", engine=engine))
+                torch.cuda.synchronize()
+            except Exception as e:  # noqa: BLE001 - report, do not hide, a failing engine
+                rows.append({"method": f"exact FPS {str(dt)[6:]} ({engine})", "error": f"{type(e).__name__}: {e}"})
+                continue
+            achieved = N * d * nbytes * k / t
+            rows.append({"method": f"exact FPS {str(dt)[6:]} ({engine})", "seconds": round(t, 3),
+                         "ms_per_pick": round(1e3 * t / k, 4), "effective_GBps": round(achieved / 1e9, 1),
+                         "fraction_of_HBM": round(achieved / bw, 3), "radius": round(float(r[-1]), 4)})
+        del X
+        torch.cuda.empty_cache()
+    return {"N": N, "d": d, "k": k, "device": torch.cuda.get_device_name(0), "hbm_read_GBps": round(bw / 1e9, 1),
+            "rows": rows}
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="N=5k, d=32, k=50, eager engine only")
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--d", type=int, default=128)
+    ap.add_argument("--k", type=int, default=1000)
+    ap.add_argument("--no-compiled", action="store_true", help="skip the torch.compile engine")
+    ap.add_argument("--gpu-n", type=int, default=1_000_000)
+    ap.add_argument("--gpu-d", type=int, default=512)
+    ap.add_argument("--gpu-k", type=int, default=10_000)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sampling_speed.json")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*non-writable.*")
+    N, d, k = (5_000, 32, 50) if args.quick else (args.n, args.d, args.k)
+    cpu = cpu_section(N, d, k, args.quick, compiled=not (args.quick or args.no_compiled))
+    res = {"benchmark": "sampling_speed", "quick": args.quick, "machine": platform.platform(),
+           "cpu": cpu["rows"], **{k_: v for k_, v in cpu.items() if k_ != "rows"}}
+    print(f"Exact FPS, N={N} d={d} k={k}, CPU with {cpu['threads']} torch threads, "
+          f"measured read bandwidth {cpu['read_bandwidth_GBps']} GB/s")
+    print(f"{'method':<52} {'seconds':>9} {'ms/pick':>9} {'GB/s':>6} {'x bound32':>9} {'radius':>8}  note")
+    for r in cpu["rows"]:
+        print(f"{r['method']:<52} {r['seconds']:>9.2f} {r['ms_per_pick']:>9.2f} {r.get('effective_GBps', ''):>6} "
+              f"{r.get('x_bound_float32', ''):>9} {'' if r['radius'] is None else r['radius']:>8}  {r['note']}")
+    print(f"reference loop picks == ours on its subset: {cpu['reference_same_picks']}; "
+          f"sklearn k-center picks == ours: {cpu['sklearn_same_picks']}")
+    if torch.cuda.is_available():
+        gN, gd, gk = (100_000, 128, 500) if args.quick else (args.gpu_n, args.gpu_d, args.gpu_k)
+        res["gpu"] = gpu_section(gN, gd, gk)
+        g = res["gpu"]
+        print(f"\nGPU {g['device']}: N={gN} d={gd} k={gk}, measured HBM read {g['hbm_read_GBps']} GB/s")
+        for r in g["rows"]:
+            print("  ", r)
+    else:
+        res["gpu"] = None
+        print("\nGPU section: no CUDA device on this machine")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    main()

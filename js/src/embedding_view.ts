@@ -1,0 +1,231 @@
+// EmbeddingView: a WebGL scatter (regl-scatterplot) of the 2-D projection. Points and colors
+// arrive as binary float32 / uint8 buffers; lasso and click selections go back to Python as a
+// uint32 index array, in messages of at most 4 MiB (Jupyter refuses websocket messages > 10 MiB).
+import type { RenderProps } from "@anywidget/types";
+import createScatterplot from "regl-scatterplot";
+import "./shared/base.css";
+import "./embedding_view.css";
+import { chunkMessages, decodeArray, sameContents, type WireArray } from "./shared/arrays";
+import { errorBar, formatCount, h, notice } from "./shared/dom";
+import { ImageSource } from "./shared/images";
+import { makeInvoke, onChange, onMessage, type Model } from "./shared/model";
+import { autoPointSize, buildPoints, selectionArray } from "./scatter_logic";
+
+export function webglAvailable(): boolean {
+  try {
+    const c = document.createElement("canvas");
+    return !!(c.getContext("webgl") || c.getContext("experimental-webgl"));
+  } catch {
+    return false;
+  }
+}
+
+export async function render({ model, el, experimental }: RenderProps): Promise<() => void> {
+  const m = model as Model;
+  const invoke = makeInvoke(m, experimental);
+  const images = new ImageSource(m, invoke, { keep: 128 });
+
+  const root = h("div", { class: "curator-widget curator-scatter" });
+  el.appendChild(root);
+  const err = errorBar(() => m.get("error"));
+  if (!webglAvailable()) {
+    root.append(
+      notice(
+        "EmbeddingView needs WebGL, which this browser does not provide (check chrome://gpu, or enable " +
+          "hardware acceleration). A static picture: curator_widgets.projection.plot_projection(xy, color=...).",
+      ),
+      err.el,
+    );
+    root.dataset.webgl = "0";
+    return () => undefined;
+  }
+
+  const panBtn = h("button", { "aria-pressed": "true", title: "drag to pan, wheel to zoom" }, "Pan");
+  const lassoBtn = h("button", { "aria-pressed": "false", title: "drag a lasso to select (or hold Shift while dragging)" }, "Lasso");
+  const resetBtn = h("button", { title: "show all points" }, "Reset view");
+  const clearBtn = h("button", { title: "deselect (Esc, double click)" }, "Clear selection");
+  const status = h("span", { class: "curator-status" });
+  const toolbar = h("div", { class: "curator-toolbar" }, panBtn, lassoBtn, resetBtn, clearBtn, status);
+  const legend = h("div", { class: "curator-scatter-legend" });
+  const canvas = h("canvas", { class: "curator-scatter-canvas" }) as HTMLCanvasElement;
+  const tooltip = h("div", { class: "curator-scatter-tooltip" });
+  const stage = h("div", { class: "curator-scatter-stage" }, canvas, tooltip, legend);
+  root.append(toolbar, stage, err.el);
+  stage.style.height = m.get("height") || "480px";
+
+  const n0 = Math.floor(((decodeArray(m.get("xy") as WireArray)?.length) ?? 0) / 2);
+  const scatter = createScatterplot({
+    canvas,
+    width: "auto",
+    height: "auto",
+    pointSize: Number(m.get("point_size")) || autoPointSize(n0),
+    performanceMode: n0 >= 500000, // squares, no blending: keeps a million points interactive
+    backgroundColor: [1, 1, 1, 1],
+    lassoColor: [0.1, 0.45, 0.85, 1],
+    pointColorActive: [0.93, 0.36, 0.1, 1],
+    deselectOnDblClick: true,
+    deselectOnEscape: true,
+    opacityInactiveMax: 0.6,
+    opacityInactiveScale: 0.8,
+  } as any);
+
+  // for devtools and benchmarks/widgets.py (frame time): document.querySelector('.curator-scatter').curatorScatter
+  (root as any).curatorScatter = scatter;
+  let n = 0;
+  let lastSent: Uint32Array | null = null;
+  let seq = 0;
+  const sentAt = new Map<number, number>();
+  let codes: Uint8Array | null = null;
+
+  function palette(): string[] {
+    const p: string[] = m.get("palette") || [];
+    return p.length ? p : ["#3a78c3"];
+  }
+
+  async function draw(): Promise<void> {
+    const t0 = performance.now();
+    const xy = decodeArray(m.get("xy") as WireArray) as Float32Array | null;
+    codes = decodeArray(m.get("color") as WireArray) as Uint8Array | null;
+    const hi = decodeArray(m.get("highlight") as WireArray);
+    if (!xy) return;
+    n = Math.floor(xy.length / 2);
+    const pal = palette();
+    const size = Number(m.get("point_size")) || autoPointSize(n);
+    const points = buildPoints(xy, codes, pal.length, hi);
+    await scatter.set({
+      pointColor: pal,
+      colorBy: pal.length > 1 ? "valueA" : null,
+      sizeBy: hi && hi.length ? "valueB" : null,
+      pointSize: hi && hi.length ? [size, size * 3] : size,
+      pointSizeSelected: Math.max(2, size * 0.5),
+    } as any);
+    const sel = decodeArray(m.get("selection") as WireArray);
+    await scatter.draw(points as any, {
+      zDataType: "categorical",
+      wDataType: "continuous",
+      select: sel && sel.length ? Array.from(sel) : undefined,
+    } as any);
+    requestAnimationFrame(() => {
+      // read by the browser tests and benchmarks/widgets.py
+      root.dataset.points = String(n);
+      root.dataset.drawMs = (performance.now() - t0).toFixed(1);
+      root.dataset.firstPaint = String(Date.now());
+      root.dataset.draws = String(Number(root.dataset.draws || 0) + 1);
+    });
+    renderLegend();
+    renderStatus();
+  }
+
+  function renderLegend(): void {
+    const items: Array<[string, string]> = m.get("legend") || [];
+    legend.replaceChildren(
+      ...items.slice(0, 24).map(([label, color]) => h("div", { class: "curator-legend-item" }, h("span", { class: "curator-legend-swatch", style: `background:${color}` }), label)),
+    );
+    legend.style.display = items.length ? "" : "none";
+  }
+
+  function renderStatus(): void {
+    const k = (scatter.get("selectedPoints") as number[]).length;
+    status.textContent = `${formatCount(n)} points · ${formatCount(k)} selected`;
+    root.dataset.selected = String(k);
+  }
+
+  function sendSelection(sel: Uint32Array): void {
+    lastSent = sel;
+    seq += 1;
+    sentAt.set(seq, performance.now());
+    const chunk = Number(m.get("chunk_bytes")) || 4 * 1024 * 1024;
+    for (const [header, buffer] of chunkMessages(sel, seq, chunk)) {
+      m.send({ type: "selection", ...header }, undefined, [buffer]);
+    }
+    renderStatus();
+  }
+
+  scatter.subscribe("select", ({ points }: { points: number[] }) => sendSelection(selectionArray(points)));
+  scatter.subscribe("deselect", () => sendSelection(new Uint32Array(0)));
+
+  // ---------------------------------------------------------------- hover: thumbnail on demand
+  let mouse = { x: 0, y: 0 };
+  let hoverToken = 0;
+  canvas.addEventListener("pointermove", (ev) => {
+    const r = stage.getBoundingClientRect();
+    mouse = { x: ev.clientX - r.left, y: ev.clientY - r.top };
+  });
+  scatter.subscribe("pointOver", async (idx: number) => {
+    const token = ++hoverToken;
+    const ids = decodeArray(m.get("ids") as WireArray);
+    const chip = ids && ids.length === n ? ids[idx] : idx;
+    const names: string[] = (m.get("legend") || []).map((l: [string, string]) => l[0]);
+    const cls = codes && names.length ? names[codes[idx]] ?? "" : "";
+    tooltip.replaceChildren(h("div", { class: "curator-tooltip-text" }, `chip ${chip}${cls ? " · " + cls : ""}`));
+    tooltip.style.left = `${Math.min(mouse.x + 12, stage.clientWidth - 150)}px`;
+    tooltip.style.top = `${Math.max(0, mouse.y - 150)}px`;
+    tooltip.style.display = "block";
+    root.dataset.hovered = String(chip);
+    if (!m.get("thumb_url") && !m.get("workspace_path")) return;
+    try {
+      const img = await images.image(chip, 128);
+      if (token !== hoverToken) return;
+      const node = img.cloneNode() as HTMLImageElement;
+      node.className = "curator-tooltip-img";
+      tooltip.prepend(node);
+    } catch {
+      /* the text stays; a missing thumbnail is not an error worth a red bar */
+    }
+  });
+  scatter.subscribe("pointOut", () => {
+    hoverToken++;
+    tooltip.style.display = "none";
+  });
+
+  // ---------------------------------------------------------------- toolbar
+  const setMode = (mode: "panZoom" | "lasso") => {
+    scatter.set({ mouseMode: mode } as any);
+    panBtn.setAttribute("aria-pressed", String(mode === "panZoom"));
+    lassoBtn.setAttribute("aria-pressed", String(mode === "lasso"));
+    root.dataset.mode = mode;
+  };
+  panBtn.addEventListener("click", () => setMode("panZoom"));
+  lassoBtn.addEventListener("click", () => setMode("lasso"));
+  resetBtn.addEventListener("click", () => scatter.reset());
+  clearBtn.addEventListener("click", () => scatter.deselect());
+
+  const offs = [
+    onChange(m, ["xy", "color", "palette", "highlight", "point_size"], () => void draw()),
+    onChange(m, ["legend"], renderLegend),
+    onChange(m, ["selection"], () => {
+      const sel = decodeArray(m.get("selection") as WireArray) ?? new Uint32Array(0);
+      if (lastSent && sameContents(sel, lastSent)) return; // our own selection coming back
+      lastSent = null;
+      if (sel.length) scatter.select(Array.from(sel), { preventEvent: true });
+      else scatter.deselect({ preventEvent: true });
+      renderStatus();
+    }),
+    onChange(m, ["mouse_mode"], () => setMode(m.get("mouse_mode") === "lasso" ? "lasso" : "panZoom")),
+    onChange(m, ["height"], () => (stage.style.height = m.get("height") || "480px")),
+    onChange(m, ["error"], err.update),
+    onMessage(m, "selection-ack", (msg) => {
+      const t = sentAt.get(msg.seq);
+      if (t !== undefined) {
+        root.dataset.selectionRtt = (performance.now() - t).toFixed(1);
+        root.dataset.selectionAcked = String(msg.count);
+        sentAt.delete(msg.seq);
+      }
+    }),
+    onMessage(m, "zoom", (msg) => {
+      const idx: number[] = msg.indices || [];
+      if (idx.length) void scatter.zoomToPoints(idx, { padding: 0.2, transition: true });
+      else void scatter.reset();
+    }),
+  ];
+  setMode(m.get("mouse_mode") === "lasso" ? "lasso" : "panZoom");
+  await draw();
+
+  return () => {
+    offs.forEach((off) => off());
+    images.dispose();
+    scatter.destroy();
+  };
+}
+
+export default { render };

@@ -1,0 +1,1 @@
+"""End-to-end browser tests (a package, so its conftest never shadows tests/conftest.py)."""
