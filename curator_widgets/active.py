@@ -614,10 +614,6 @@ class ActiveLoop:
 
     def plot(self, path: str | os.PathLike | None = None, ax: Any = None) -> Any:
         """Learning curve: quality (held-out or true F1 / recall) and positives found / left vs labelled %."""
-        import matplotlib
-
-        if path is not None and ax is None:
-            matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
         h = self.history()

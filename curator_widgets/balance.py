@@ -427,9 +427,6 @@ def _load_doc(path: Path) -> dict[str, Any] | None:
 
 def plot_balance(docs: Sequence[dict[str, Any]], path: str | Path | None = None, labels: Sequence[str] | None = None):
     """Class-size std and probe accuracy per round, one line per balancing run; saved when `path` is given."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))

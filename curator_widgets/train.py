@@ -387,9 +387,6 @@ def _torch_save(path: Path, payload: dict) -> None:
 
 def plot_curve(path: Path, history: list[dict], step_losses: list[float], batches_per_epoch: int, title: str = "") -> None:
     """Loss per batch and per epoch, plus the kNN monitor when there is one, as a PNG (atomic)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 3.6), dpi=110)
