@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import time
 
@@ -154,7 +155,10 @@ def test_works_inside_a_running_event_loop(gibs_server, tmp_path):
     async def inside():
         return _dl(gibs_server, tmp_path).download(_bm_tiles(0))
 
-    assert asyncio.run(inside()).fetched == 2
+    # a fresh thread owns its loop, so a loop left running in the main thread by another test
+    # (pytest-playwright's sync API) cannot interfere
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, inside()).result().fetched == 2
     assert run_sync(lambda: asyncio.sleep(0, result=7)) == 7
 
 
