@@ -137,17 +137,16 @@ def run_protocol(ws: Workspace, run: str, strategies: list[str], starters: int, 
     rng = np.random.default_rng(seed)
     rows = []
     t0 = time.perf_counter()
+    stamp = time.strftime("%Y%m%d%H%M%S")
     for ci, cls in enumerate(classes):
         members = np.flatnonzero(labels == cls)
         oracle = Oracle(ws, positive=cls)
         for s_i, start in enumerate(rng.choice(members, size=min(starters, len(members)), replace=False).tolist()):
             for strategy in strategies:
-                name = f"{run}-{cls}-{s_i}-{strategy.replace('+', '-')}"
-                shutil.rmtree(ws.root / "active" / name, ignore_errors=True)
+                # a fresh loop and label task per run (stamped, so a reused --workdir never mixes runs)
+                name = f"{run}-{cls}-{s_i}-{strategy.replace('+', '-')}-{stamp}"
                 loop = ActiveLoop(ws, run, name=name, strategy=strategy, batch_size=batch, budget=max(budgets),
                                   stability=0.0, seed=seed + s_i)
-                if len(loop.store):
-                    raise RuntimeError(f"task {name} already has labels; use a fresh --workdir")
                 loop.seed(start, k=k, r=r)
                 hist = loop.run(oracle).to_dict("records")
                 row = {"features": run, "class": cls, "starter": int(start), "strategy": strategy,
@@ -163,6 +162,7 @@ def run_protocol(ws: Workspace, run: str, strategies: list[str], starters: int, 
                                     f"true_left@{key}": h["true_positives_left"]})
                 row["round_seconds"] = float(np.mean([x["seconds_total"] for x in hist]))
                 rows.append(row)
+                shutil.rmtree(loop.dir, ignore_errors=True)  # its head and scores are not needed any more
         log(f"  {run}: class {ci + 1}/{len(classes)} {cls} done ({time.perf_counter() - t0:.0f} s)")
     return rows
 
@@ -183,7 +183,8 @@ def summarize(rows: list[dict[str, Any]], budgets: tuple[float, float]) -> list[
                 rec[col] = round(float(g[col].mean()), 4) if col in g else None
             if f"est_left@{key}" in g:
                 err = (g[f"est_left@{key}"] - g[f"true_left@{key}"]).abs().mean()
-                rec[f"est_left_error@{key}"] = round(float(err), 2)
+                rec[f"est_left_error@{key}"] = round(float(err), 2)  # mean absolute error, in chips
+                rec[f"true_left@{key}"] = round(float(g[f"true_left@{key}"].mean()), 2)
         rec["round_seconds"] = round(float(g["round_seconds"].mean()), 4)
         out.append(rec)
     return out
@@ -307,15 +308,19 @@ def main(argv: list[str] | None = None) -> int:
         timing["load_average"] = [round(x, 2) for x in os.getloadavg()]  # the box is shared: say how busy it was
 
     print("\n| features | strategy | runs | recall@5% | F1@5% | FP share@5% | effort@5% | recall@10% | F1@10% | "
-          "effort@10% | s/round |")
-    print("|" + "---|" * 11)
+          "effort@10% | est. left error@10% | s/round |")
+    print("|" + "---|" * 12)
     for t in table:
-        def f(key: str, scale: float = 1.0) -> str:
+        def f(key: str) -> str:
             v = t.get(key)
-            return "-" if v is None else f"{v * scale:.3f}" if scale == 1.0 else f"{v * scale:.1f}"
+            return "-" if v is None else f"{v:.3f}"
         fp = "-" if t.get("precision@5") is None else f"{1 - t['precision@5']:.3f}"
-        print(f"| {t['features']} | {t['strategy']} | {t['runs']} | {f('recall@5')} | {f('f1@5')} | {fp} | "
-              f"{f('effort@5')}% | {f('recall@10')} | {f('f1@10')} | {f('effort@10')}% | {t['round_seconds']:.3f} |")
+        eff5 = "-" if t.get("effort@5") is None else f"{t['effort@5']:.1f}%"
+        eff10 = "-" if t.get("effort@10") is None else f"{t['effort@10']:.1f}%"
+        err = t.get("est_left_error@10")
+        print(f"| {t['features']} | {t['strategy']} | {t['runs']} | {f('recall@5')} | {f('f1@5')} | {fp} | {eff5} | "
+              f"{f('recall@10')} | {f('f1@10')} | {eff10} | {'-' if err is None else f'{err:.1f}'} | "
+              f"{t['round_seconds']:.3f} |")
     if timing:
         print(f"\none round at N = {timing['n']:,}: median {timing['round_seconds_median']:.3f} s "
               f"(first {timing['round_seconds_first']:.3f} s; target <= 2 s on 2 cores)")

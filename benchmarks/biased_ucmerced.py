@@ -70,15 +70,25 @@ def build_workspace(folder: Path, split: list[tuple[str, Path, str]]):
     return ws, np.sort(ids[which == "pool"]), np.sort(ids[which == "test"])
 
 
+# SSL augmentation pinned here (not the library default, which may change) so the benchmark's
+# runs stay comparable and resumable: SimCLR-style crops of 25-100% of the chip, flips, 90-degree
+# rotations, colour jitter, a little greyscale and blur.
+AUGMENT = {"crop_scale": [0.25, 1.0], "crop_ratio": [0.75, 4 / 3], "flip": 0.5, "rotate90": True, "jitter": 0.8,
+           "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.05, "grayscale": 0.1, "blur": 0.3,
+           "blur_sigma": [0.1, 1.5]}
+
+
 def settings(quick: bool, rounds: int = 5, n: int = 120, epochs: int = 20, image_size: int = 64,
              batch_size: int = 32, round_epochs: int = 12) -> dict:
     """Split and SSL settings; importance_sampling.py calls this too, to reuse the same round-0 encoder.
     `epochs` trains round 0 (the whole pool), `round_epochs` each round's model (the selection only)."""
     if quick:
         return {"split": {"n_classes": 4, "largest": 24, "smallest": 4, "test_per_class": 4},
-                "rounds": 1, "n": 16, "train": {"epochs": 1, "image_size": 32, "batch_size": 16}, "round_epochs": 1}
+                "rounds": 1, "n": 16, "train": {"epochs": 1, "image_size": 32, "batch_size": 16, "augment": AUGMENT},
+                "round_epochs": 1}
     return {"split": {"n_classes": 21, "largest": 80, "smallest": 4, "test_per_class": 20},
-            "rounds": rounds, "n": n, "train": {"epochs": epochs, "image_size": image_size, "batch_size": batch_size},
+            "rounds": rounds, "n": n, "train": {"epochs": epochs, "image_size": image_size, "batch_size": batch_size,
+                                                "augment": AUGMENT},
             "round_epochs": round_epochs}
 
 

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 classes x 20 images, 1 SSL epoch")
     ap.add_argument("--no-ssl", action="store_true", help="raw pixels only (no torch)")
+    ap.add_argument("--epochs", type=int, help="SSL epochs (default: ssl_quality.json's best, else 60)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="JSON path (default benchmarks/results/retrieval_quality[_quick].json)")
     args = ap.parse_args(argv)
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             from curator_widgets.train import train_ssl
 
             cfg = ssl_config(args.quick)
+            if args.epochs:
+                cfg = {**cfg, "epochs": int(args.epochs), "source": cfg["source"] + f"; epochs set to {args.epochs}"}
             t0 = time.perf_counter()
             run = f"ssl-{cfg['method']}-{cfg['backbone']}"
             kw = {"image_size": 32, "batch_size": 32} if args.quick else {"image_size": 64}

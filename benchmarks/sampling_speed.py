@@ -68,15 +68,18 @@ def sklearn_kcenter(X: np.ndarray, k: int, start: int) -> list[int]:
     return picks
 
 
-def mixture(n: int, d: int, seed: int = 0, device=None, dtype=None):
-    """Gaussian mixture with 64 components of varied spread: embedding-like, no exact ties."""
+def mixture(n: int, d: int, seed: int = 0, device=None, dtype=None, latent: int = 16):
+    """Embedding-like data: a 64-component Gaussian mixture of varied spread in a 16-d latent space,
+    mapped linearly to d dims plus a little isotropic noise (low intrinsic dimension, no exact ties)."""
     import torch
 
     g = torch.Generator(device=device or "cpu").manual_seed(seed)
-    centers = torch.randn(64, d, generator=g, device=device) * 4
+    centers = torch.randn(64, latent, generator=g, device=device) * 4
     which = torch.randint(0, 64, (n,), generator=g, device=device)
     scale = torch.rand(n, 1, generator=g, device=device) * 1.5 + 0.25
-    X = centers[which] + torch.randn(n, d, generator=g, device=device) * scale
+    Z = centers[which] + torch.randn(n, latent, generator=g, device=device) * scale
+    A = torch.randn(latent, d, generator=g, device=device) / latent ** 0.5
+    X = Z @ A + 0.05 * torch.randn(n, d, generator=g, device=device)
     return X.to(dtype or torch.float32)
 
 
@@ -98,6 +101,21 @@ def read_bandwidth(device: str = "cpu", gib: float = 0.5, repeats: int = 7) -> f
     return best
 
 
+def mean_nn_distance(X: np.ndarray, ids: np.ndarray, chunk: int = 8192) -> float:
+    """Average distance from a point to its nearest pick: coverage of the bulk, where the covering
+    radius (the maximum) is set by the single worst-covered outlier."""
+    import torch
+
+    S = torch.from_numpy(np.ascontiguousarray(X[ids], dtype=np.float32))
+    s2 = S.pow(2).sum(1)
+    total = 0.0
+    for s in range(0, len(X), chunk):
+        P = torch.from_numpy(np.ascontiguousarray(X[s:s + chunk], dtype=np.float32))
+        d2 = (P.pow(2).sum(1, keepdim=True) - 2 * P @ S.T + s2).clamp_min_(0)
+        total += float(d2.min(1).values.sqrt().sum())
+    return total / len(X)
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -112,9 +130,11 @@ def cpu_section(N: int, d: int, k: int, quick: bool, compiled: bool) -> dict:
     bw = read_bandwidth("cpu", gib=0.0625 if quick else 0.5)
     rows = []
 
-    def add(method, seconds, bytes_per_pick=None, radius=None, note="", agree=None):
+    def add(method, seconds, bytes_per_pick=None, radius=None, note="", agree=None, picks=None):
         row = {"method": method, "seconds": round(seconds, 3), "ms_per_pick": round(1e3 * seconds / k, 3),
                "radius": None if radius is None else round(float(radius), 4), "note": note}
+        if picks is not None:
+            row["mean_nn_distance"] = round(mean_nn_distance(X, np.asarray(picks)), 4)
         if bytes_per_pick:
             row["effective_GBps"] = round(bytes_per_pick * k / seconds / 1e9, 2)
         if agree is not None:
@@ -139,22 +159,26 @@ def cpu_section(N: int, d: int, k: int, quick: bool, compiled: bool) -> dict:
     add("memory-bandwidth bound float32", bound32, N * d * 4, note=f"read bandwidth {bw / 1e9:.1f} GB/s (torch sum, best of 7)")
     add("memory-bandwidth bound float16", bound32 / 2, N * d * 2)
 
-    (p32, r32), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float32", engine="eager"))
-    base = add("exact FPS float32 (eager)", t, N * d * 4, r32[-1], agree=1.0)
+    (p32, r32), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float32", engine="eager",
+                                                                 progress=False))
+    base = add("exact FPS float32 (eager)", t, N * d * 4, r32[-1], agree=1.0, picks=p32)
     sk_same = bool(np.array_equal(np.asarray(sk_picks), p32[:k_sk]))
-    (p16, r16), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float16", engine="eager"))
+    (p16, r16), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float16", engine="eager",
+                                                                 progress=False))
     add("exact FPS float16 (eager)", t, N * d * 2, r16[-1], agree=np.mean(p16 == p32))
     if compiled:
         for dt, nbytes in (("float32", 4), ("float16", 2)):
             _, t_c = timed(lambda: farthest_point_sample(X[:4096], 2, dtype=dt, engine="compiled"))  # compile + warm
-            (pc, rc), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype=dt, engine="compiled"))
+            (pc, rc), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype=dt, engine="compiled",
+                                                                 progress=False))
             add(f"exact FPS {dt} (compiled)", t, N * d * nbytes, rc[-1], agree=np.mean(pc == p32),
                 note=f"first call incl. compile {t_c:.1f} s, not counted")
-    (ps, _), t = timed(lambda: stratified_farthest_point_sample(X, k, start=start))
+    (ps, _), t = timed(lambda: stratified_farthest_point_sample(X, k, start=start, progress=False))
     m = min(N, max(10_000, 10 * k))
     add("stratified FPS (m=max(10000,10k), redraw every k/10)", t, None, covering_radius(X, ps),
-        note=f"m={m}; radius is the exact covering radius of its picks")
-    add("random sample (for scale)", 0.0, None, covering_radius(X, random_sample(X, k, seed=0)))
+        note=f"m={m}; radius is the exact covering radius of its picks", picks=ps)
+    rnd = random_sample(X, k, seed=0)
+    add("random sample (for scale)", 0.0, None, covering_radius(X, rnd), picks=rnd)
     for r in rows:
         if r["method"].startswith(("exact", "reference", "sklearn", "stratified")):
             r["x_bound_float32"] = round(r["seconds"] / bound32, 2)
@@ -174,7 +198,8 @@ def gpu_section(N: int, d: int, k: int) -> dict:
         for engine in ("eager", "compiled"):
             try:
                 torch.cuda.synchronize()
-                (p, r), t = timed(lambda: farthest_point_sample(X, k, start=0, dtype=dt, device="cuda", engine=engine))
+                (p, r), t = timed(lambda: farthest_point_sample(X, k, start=0, dtype=dt, device="cuda", engine=engine,
+                                                                 progress=False))
                 torch.cuda.synchronize()
             except Exception as e:  # noqa: BLE001 - report, do not hide, a failing engine
                 rows.append({"method": f"exact FPS {str(dt)[6:]} ({engine})", "error": f"{type(e).__name__}: {e}"})
@@ -198,22 +223,26 @@ def main(argv=None) -> dict:
     ap.add_argument("--d", type=int, default=128)
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--no-compiled", action="store_true", help="skip the torch.compile engine")
+    ap.add_argument("--threads", type=int, help="torch CPU threads for every row, bandwidth included (default: torch's)")
     ap.add_argument("--gpu-n", type=int, default=1_000_000)
     ap.add_argument("--gpu-d", type=int, default=512)
     ap.add_argument("--gpu-k", type=int, default=10_000)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sampling_speed.json")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*non-writable.*")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     N, d, k = (5_000, 32, 50) if args.quick else (args.n, args.d, args.k)
     cpu = cpu_section(N, d, k, args.quick, compiled=not (args.quick or args.no_compiled))
     res = {"benchmark": "sampling_speed", "quick": args.quick, "machine": platform.platform(),
            "cpu": cpu["rows"], **{k_: v for k_, v in cpu.items() if k_ != "rows"}}
     print(f"Exact FPS, N={N} d={d} k={k}, CPU with {cpu['threads']} torch threads, "
           f"measured read bandwidth {cpu['read_bandwidth_GBps']} GB/s")
-    print(f"{'method':<52} {'seconds':>9} {'ms/pick':>9} {'GB/s':>6} {'x bound32':>9} {'radius':>8}  note")
+    print(f"{'method':<52} {'seconds':>9} {'ms/pick':>9} {'GB/s':>6} {'x bound32':>9} {'radius':>8} {'mean NN':>8}  note")
     for r in cpu["rows"]:
         print(f"{r['method']:<52} {r['seconds']:>9.2f} {r['ms_per_pick']:>9.2f} {r.get('effective_GBps', ''):>6} "
-              f"{r.get('x_bound_float32', ''):>9} {'' if r['radius'] is None else r['radius']:>8}  {r['note']}")
+              f"{r.get('x_bound_float32', ''):>9} {'' if r['radius'] is None else r['radius']:>8} "
+              f"{r.get('mean_nn_distance', ''):>8}  {r['note']}")
     print(f"reference loop picks == ours on its subset: {cpu['reference_same_picks']}; "
           f"sklearn k-center picks == ours: {cpu['sklearn_same_picks']}")
     if torch.cuda.is_available():

@@ -27,7 +27,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+# as `import curator_widgets` does before torch loads: OpenMP threads wait passively (see its __init__)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -339,7 +342,7 @@ def main(argv=None) -> int:
               "augment_ratio_224": aug_224, "train_ratio": train_ratio, "gpu": gpu,
               "seconds": round(time.perf_counter() - t_start, 1),
               "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                           "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}}
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"ssl_throughput{'_quick' if quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.
 class AugmentConfig:
     """Augmentation strengths; defaults suit 64-256 px overhead imagery."""
 
-    crop_scale: tuple[float, float] = (0.25, 1.0)
+    crop_scale: tuple[float, float] = (0.4, 1.0)  # 0.25 cut 64-px chips too hard: kNN 0.59 vs 0.61
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: float = 0.5
     rotate90: bool = True

@@ -434,14 +434,16 @@ def plot_balance(docs: Sequence[dict[str, Any]], path: str | Path | None = None,
         lab = labels[j] if labels else doc.get("selector", doc.get("name", str(j)))
         rs = [r for r in doc["rounds"] if r["round"] > 0]
         x = [r["round"] for r in rs]
+        color = f"C{j % 10}"  # one colour per run in both panels
         if any("class_size_std" in r for r in rs):
-            axes[0].plot(x, [r.get("class_size_std", np.nan) for r in rs], marker="o", label=lab)
+            axes[0].plot(x, [r.get("class_size_std", np.nan) for r in rs], marker="o", color=color, label=lab)
         elif any("ocean_share" in r for r in rs):
-            axes[0].plot(x, [r.get("ocean_share", np.nan) for r in rs], marker="o", label=lab)
+            axes[0].plot(x, [r.get("ocean_share", np.nan) for r in rs], marker="o", color=color, label=lab)
             axes[0].set_ylabel("ocean share of the selection")
         for key, style in (("knn_acc", "-"), ("linear_acc", "--")):
             if any(key in r for r in rs):
-                axes[1].plot(x, [r.get(key, np.nan) for r in rs], style, marker="o", label=f"{lab} ({key[:-4]})")
+                axes[1].plot(x, [r.get(key, np.nan) for r in rs], style, marker="o", color=color,
+                             label=f"{lab} ({key[:-4]})")
     axes[0].set_title("balance of the selected training set")
     axes[0].set_xlabel("round")
     if not axes[0].get_ylabel():
@@ -449,10 +451,13 @@ def plot_balance(docs: Sequence[dict[str, Any]], path: str | Path | None = None,
     axes[1].set_title("probe accuracy of the round's model")
     axes[1].set_xlabel("round")
     axes[1].set_ylabel("accuracy")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         if ax.lines:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     if path is not None:
         from .atomic import atomic_path

@@ -32,8 +32,10 @@ ENGINES = ("auto", "eager", "compiled")
 DEFAULT_CHUNK = 32768
 # Columns per block when the CPU eager path widens float16 storage to float32 (fits in L2/L3).
 _HALF_BLOCK = 16384
-# Bytes streamed (N*d*itemsize*k) above which engine="auto" pays a torch.compile on CPU.
+# Bytes streamed (N*d*itemsize*k) above which engine="auto" pays a torch.compile on CPU
+# (float32: ~30 s of eager work at 10 GB/s; float16 storage, which eager widens slowly: ~5 s).
 _COMPILE_BYTES = 3e11
+_COMPILE_HALF_BYTES = 2e10
 
 
 # ----------------------------------------------------------------------------- input handling
@@ -201,7 +203,7 @@ class _Store:
             return self.data[:, int(i)].float().contiguous()
         if isinstance(i, torch.Tensor):
             return self.data.index_select(0, i.reshape(1)).reshape(-1).float()
-        return self.data[int(i)].float()
+        return self.data[int(i)].to(torch.float32, copy=True)  # not a view: compiled guards would tie it to X
 
     def sq_dists(self, c: "torch.Tensor", out: "torch.Tensor") -> "torch.Tensor":
         """out = ||x_i - c||^2 for every stored point, via ||x||^2 - 2 x.c + ||c||^2 (one matrix-vector pass)."""
@@ -259,17 +261,26 @@ _COMPILED: dict[str, Any] = {}
 def _compiled_step():
     import torch
 
-    if "step" not in _COMPILED:
-        _COMPILED["step"] = torch.compile(_fused_step, dynamic=True)
+    if "step" not in _COMPILED:  # d stays static (a vectorised inner loop); N is marked dynamic per call
+        _COMPILED["step"] = torch.compile(_fused_step, dynamic=False)
     return _COMPILED["step"]
 
 
-def _choose_engine(engine: str, n: int, d: int, k: int, itemsize: int, device: "torch.device") -> str:
+def _choose_engine(engine: str, X: Any, dtype: Any, k: int, device: "torch.device") -> str:
+    """auto: eager, except on a CPU for big jobs, and for float16 storage, which eager must widen
+    block by block while the compiled kernel reads it at half the bytes (compiling costs 5-40 s)."""
+    import torch
+
     if engine not in ENGINES:
         raise CuratorError(f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")
     if engine != "auto":
         return engine
-    return "compiled" if device.type == "cpu" and n * d * itemsize * k >= _COMPILE_BYTES else "eager"
+    if device.type != "cpu":
+        return "eager"
+    n, d = _shape(X)
+    half = _resolve_dtype(X, dtype, device, "eager") == torch.float16
+    streamed = float(n) * d * k * (2 if half else 4)
+    return "compiled" if streamed >= (_COMPILE_HALF_BYTES if half else _COMPILE_BYTES) else "eager"
 
 
 def _seed_list(start: int | Sequence[int], n: int, k: int) -> list[int]:
@@ -306,8 +317,7 @@ def farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0, metric
     k = _check_k(k, n)
     seeds = _seed_list(start, n, k)
     dev = _resolve_device(device)
-    itemsize = 2 if (str(_resolve_dtype(X, dtype)) == "torch.float16") else 4
-    eng = _choose_engine(engine, n, d, k, itemsize, dev)
+    eng = _choose_engine(engine, X, dtype, k, dev)
     sdtype = _resolve_dtype(X, dtype, dev, eng)
     if chunk_size < 1:
         raise CuratorError(f"chunk_size={chunk_size} must be positive", "use the default or e.g. 32768")
@@ -325,10 +335,13 @@ def _fps(X: Any, k: int, seeds: list[int], metric: str, sdtype: "torch.dtype", d
     with torch.no_grad():
         store = _Store(X, metric, sdtype, dev, not device_loop and eng == "eager", chunk_size)
         step = None
+        mind = torch.full((n,), math.inf, dtype=torch.float32, device=dev)
         if eng == "compiled":
             step = _compiled_step()
             try:  # compile once up front; a machine without a C++ compiler falls back to the eager path
-                step(store.data, store.row(seeds[0]), torch.full((n,), math.inf, device=dev))
+                torch._dynamo.maybe_mark_dynamic(store.data, 0)  # one compiled kernel for every N
+                torch._dynamo.maybe_mark_dynamic(mind, 0)
+                step(store.data, store.row(seeds[0]), mind.clone())
             except Exception as e:  # noqa: BLE001 - inductor raises many types
                 warnings.warn(f"torch.compile is unavailable here ({type(e).__name__}: {e}); using the eager engine",
                               stacklevel=2)
@@ -336,7 +349,6 @@ def _fps(X: Any, k: int, seeds: list[int], metric: str, sdtype: "torch.dtype", d
                 store = _Store(X, metric, sdtype, dev, not device_loop, chunk_size)
         picks = torch.empty(k, dtype=torch.int64, device=dev)
         radii = torch.empty(k, dtype=torch.float32, device=dev)
-        mind = torch.full((n,), math.inf, dtype=torch.float32, device=dev)
         tmp = torch.empty(n, dtype=torch.float32, device=dev)
         picks[: len(seeds)] = torch.as_tensor(seeds, dtype=torch.int64)
         bar = _progress(k, progress, float(n) * d * k, "farthest-point sampling")

@@ -30,8 +30,12 @@ ENCODER = "encoder.pt"
 FORMAT = "curator-ssl-checkpoint"
 ENCODER_FORMAT = "curator-encoder"
 OPTIMIZERS = ("adamw", "sgd")
-# Base learning rates at batch size 256 (scaled linearly with the effective batch size).
-BASE_LR = {"adamw": 2e-3, "sgd": 0.06}
+# Per-method default optimizer: SimSiam's kNN accuracy on UC Merced kept falling under AdamW
+# (dimensional collapse) but rose with SGD + momentum, as in its paper (benchmarks/ssl_quality.py).
+DEFAULT_OPTIMIZER = {"simclr": "adamw", "simsiam": "sgd", "byol": "adamw"}
+# Base learning rates at batch size 256: AdamW scaled by sqrt(batch/256), SGD linearly. SGD's is
+# 4x SimSiam's paper value because these runs are tens of epochs, not hundreds.
+BASE_LR = {"adamw": 2e-3, "sgd": 0.2}
 BASE_WD = {"adamw": 1e-4, "sgd": 5e-4}
 # Settings that change the optimisation: a resumed run must match them exactly.
 RESUME_KEYS = ("method", "backbone", "image_size", "batch_size", "lr", "weight_decay", "optimizer", "temperature",
@@ -40,7 +44,7 @@ RESUME_KEYS = ("method", "backbone", "image_size", "batch_size", "lr", "weight_d
 
 def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: str = "small_cnn",
               image_size: int = 64, epochs: int = 20, batch_size: int | None = None, lr: float | None = None,
-              weight_decay: float | None = None, optimizer: str = "adamw", temperature: float = 0.2,
+              weight_decay: float | None = None, optimizer: str | None = None, temperature: float = 0.2,
               warmup: float = 1.0, ids: Sequence[int] | np.ndarray | None = None, device: str = "auto",
               amp: bool = True, channels_last: bool = True, compile: bool | str = False, accumulate: int = 1,
               resume: bool = True, seed: int = 0, weights: str | None = None,
@@ -51,7 +55,8 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
 
     `batch_size=None` is 256 on a GPU and 64 on the CPU (more optimizer steps for the same
     compute, which matters in short CPU runs); `lr=None` scales BASE_LR with the effective batch
-    (square root for AdamW, linear for SGD); `warmup` is in epochs;
+    (square root for AdamW, linear for SGD); `optimizer=None` is AdamW for SimCLR and BYOL and
+    SGD with momentum for SimSiam; `warmup` is in epochs;
     `compile=True` (or a backend name) wraps the model in torch.compile. With `resume=True` a run
     continues from its last checkpoint and a finished run returns at once; `resume=False` starts
     over (the old checkpoint is replaced only when the new run's first epoch is saved).
@@ -63,6 +68,8 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
     state = _read(ckpt_path, FORMAT) if resume and ckpt_path.exists() else None
     if batch_size is None:  # a resumed run keeps its batch size even on another device
         batch_size = state["config"]["batch_size"] if state else (256 if dev.type == "cuda" else 64)
+    if optimizer is None:
+        optimizer = DEFAULT_OPTIMIZER.get(method, "adamw")
     _validate(method, backbone, image_size, epochs, batch_size, optimizer, accumulate, warmup, temperature)
 
     if state is not None and ids is None:

@@ -11,7 +11,7 @@ import pytest
 
 from curator_widgets import CuratorError, FolderSource, LabelStore, Workspace
 from curator_widgets import acquisition as acq
-from curator_widgets.active import ActiveLoop, Oracle, estimate_prevalence, seed_set
+from curator_widgets.active import ActiveLoop, Oracle, seed_set, shift_prior
 from curator_widgets.atomic import write_json
 from curator_widgets.heads import Head, fit_temperature, softmax
 from curator_widgets.labels import TRAIN_SOURCES
@@ -200,6 +200,17 @@ def test_logistic_head_fits_warm_starts_calibrates_and_round_trips(tmp_path):
     assert head.calibration["method"] == "holdout"
 
 
+@pytest.mark.parametrize("n, d", [(60, 100), (400, 8)])  # Woodbury (labels < dims) and primal Newton systems
+def test_newton_solution_matches_lbfgs(monkeypatch, n, d):
+    import curator_widgets.heads as heads
+
+    X, y = _blobs(n=n, d=d, seed=7)
+    newton = Head("logistic", device="cpu", calibrate=None).fit(X, y)
+    monkeypatch.setattr(heads, "NEWTON_MAX", 0)  # force the general L-BFGS path
+    lbfgs = Head("logistic", device="cpu", calibrate=None, steps=1000).fit(X, y)
+    assert np.allclose(newton.predict_proba(X), lbfgs.predict_proba(X), atol=5e-3)
+
+
 def test_class_weights_balance_a_rare_class():
     X, y = _blobs(n=600, frac=0.05, seed=2)
     head = Head("logistic", device="cpu", calibrate=None)
@@ -244,15 +255,13 @@ def test_head_errors(tmp_path):
         Head(device="cuda")
 
 
-def test_prevalence_estimate_recovers_the_pool_share():
-    rng = np.random.default_rng(4)
-    truth = rng.random(20000) < 0.1
-    # x ~ N(+1, 1) for positives, N(-1, 1) for negatives: the exact balanced-prior posterior is
-    # p = f1 / (f1 + f0) = sigmoid(2x), which is what a calibrated, class-weighted head reports
-    x = rng.normal(size=truth.size) + np.where(truth, 1.0, -1.0)
+def test_prior_shift_is_bayes_rule():
+    # x ~ N(+1, 1) for positives, N(-1, 1) for negatives: with equal priors p = sigmoid(2x); with
+    # a 10% prior Bayes gives 0.1 f1 / (0.1 f1 + 0.9 f0) = sigmoid(2x + log(1/9))
+    x = np.linspace(-3, 3, 61)
     p = 1 / (1 + np.exp(-2 * x))
-    assert p.mean() > 0.25  # the naive sum of probabilities overestimates a rare class
-    assert estimate_prevalence(p) == pytest.approx(0.1, abs=0.01)
+    assert np.allclose(shift_prior(p, 0.1), 1 / (1 + np.exp(-(2 * x + np.log(1 / 9)))))
+    assert np.allclose(shift_prior(p, 0.5), p) and np.allclose(shift_prior(shift_prior(p, 0.2), 0.5, 0.2), p)
 
 
 # ----------------------------------------------------------------------------- seed set

@@ -314,7 +314,8 @@ def test_search_argument_errors(embedded_ws):
     cases = [(dict(), "search needs a query"), (dict(ids=[3, 100]), r"chip id\(s\) \[100\] are not in index 'r'"),
              (dict(ids=1, k=0), "k=0 must be a positive integer"), (dict(ids=1, mode="max"), "unknown search mode 'max'"),
              (dict(vectors=np.zeros((2, 5))), r"shape \(2, 5\) but index 'r' has dimension 8"),
-             (dict(ids=1, device="tpu"), "device 'tpu' is not one of")]
+             (dict(ids=1, device="tpu"), "device 'tpu' is not one of"),
+             (dict(vectors=np.full(8, np.nan)), "vectors contain NaN or infinite values")]
     for kwargs, msg in cases:
         with pytest.raises(CuratorError, match=msg):
             ix.search(ws, "r", **kwargs)

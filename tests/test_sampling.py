@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from curator_widgets.errors import CuratorError
-from curator_widgets.sampling import (_fps, _resolve_dtype, balanced_quotas, cluster_balanced_sample,
+from curator_widgets.sampling import (_choose_engine, _fps, _resolve_dtype, balanced_quotas, cluster_balanced_sample,
                                       covering_radius, farthest_point_sample, load_sample, random_sample,
                                       sample, save_sample, selection_stats, stratified_farthest_point_sample)
 
@@ -106,6 +106,9 @@ def test_float16_storage_from_a_memmap(tmp_path):
     assert _resolve_dtype(emb, None, torch.device("cuda"), "eager") == torch.float16
     assert _resolve_dtype(emb, None, cpu, "eager") == torch.float32  # CPU eager streams float32 faster
     assert _resolve_dtype(X, None, cpu, "compiled") == torch.float32
+    assert _choose_engine("auto", emb, None, 150, cpu) == "eager"  # small job: no compile
+    assert _choose_engine("auto", emb, "float16", 10**7, cpu) == "compiled"  # float16 storage, big job
+    assert _choose_engine("auto", emb, None, 10**7, torch.device("cuda")) == "eager"
     idx16, r16 = farthest_point_sample(emb, 150, start=0, dtype="float16")
     idx32, r32 = farthest_point_sample(emb.astype(np.float32), 150, start=0)
     assert len(np.unique(idx16)) == 150 and np.all(np.diff(r16) <= 1e-6)
@@ -120,6 +123,18 @@ def test_torch_tensor_input():
     a = farthest_point_sample(torch.from_numpy(X), 30, start=2)
     b = farthest_point_sample(X, 30, start=2)
     np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_compiled_engine_matches_eager():
+    """The fused torch.compile step (exact ||x - c||^2) picks what the eager matrix-vector path picks;
+    where no compiler exists it falls back to eager with a warning, and the picks still match."""
+    X = blobs(n=700, seed=16)
+    eager = farthest_point_sample(X, 50, start=3, engine="eager")
+    comp = farthest_point_sample(X, 50, start=3, engine="compiled")
+    np.testing.assert_array_equal(comp[0], eager[0])
+    np.testing.assert_allclose(comp[1], eager[1], rtol=1e-4)
+    fewer = farthest_point_sample(X[:400], 30, start=3, engine="compiled")  # a new N reuses the kernel
+    np.testing.assert_array_equal(fewer[0], farthest_point_sample(X[:400], 30, start=3, engine="eager")[0])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

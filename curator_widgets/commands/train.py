@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, help="learning rate (default: scaled from the batch size)")
-    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], help="default: AdamW for simclr/byol, SGD for simsiam")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up epochs (default 1)")
     p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--ids", help="train on these chip ids only: a file with one id per line (or .npy)")
