@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from curator_widgets.sampling import (covering_radius, farthest_point_sample, random_sample,  # noqa: E402
-                                      stratified_farthest_point_sample)
+from curator_widgets.sampling import (covering_radius, farthest_point_sample, nearest_pick_distances,  # noqa: E402
+                                      random_sample, stratified_farthest_point_sample)
 
 
 def reference_fps(features: np.ndarray, n: int, i: int) -> list[int]:
@@ -101,21 +101,6 @@ def read_bandwidth(device: str = "cpu", gib: float = 0.5, repeats: int = 7) -> f
     return best
 
 
-def mean_nn_distance(X: np.ndarray, ids: np.ndarray, chunk: int = 8192) -> float:
-    """Average distance from a point to its nearest pick: coverage of the bulk, where the covering
-    radius (the maximum) is set by the single worst-covered outlier."""
-    import torch
-
-    S = torch.from_numpy(np.ascontiguousarray(X[ids], dtype=np.float32))
-    s2 = S.pow(2).sum(1)
-    total = 0.0
-    for s in range(0, len(X), chunk):
-        P = torch.from_numpy(np.ascontiguousarray(X[s:s + chunk], dtype=np.float32))
-        d2 = (P.pow(2).sum(1, keepdim=True) - 2 * P @ S.T + s2).clamp_min_(0)
-        total += float(d2.min(1).values.sqrt().sum())
-    return total / len(X)
-
-
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -134,7 +119,7 @@ def cpu_section(N: int, d: int, k: int, quick: bool, compiled: bool) -> dict:
         row = {"method": method, "seconds": round(seconds, 3), "ms_per_pick": round(1e3 * seconds / k, 3),
                "radius": None if radius is None else round(float(radius), 4), "note": note}
         if picks is not None:
-            row["mean_nn_distance"] = round(mean_nn_distance(X, np.asarray(picks)), 4)
+            row["mean_nn_distance"] = round(float(nearest_pick_distances(X, np.asarray(picks)).mean()), 4)
         if bytes_per_pick:
             row["effective_GBps"] = round(bytes_per_pick * k / seconds / 1e9, 2)
         if agree is not None:

@@ -30,13 +30,13 @@ __all__ += ["ActiveLoop", "Oracle", "SeedSet", "seed_set", "Head"]
 from .notebooks import oracle_from_rule, run_notebook
 from .plots import chip_grid
 __all__ += ["run_notebook", "oracle_from_rule", "chip_grid"]
-from .sampling import (cluster_balanced_sample, covering_radius, farthest_point_sample, load_sample, random_sample,
-                       save_sample, stratified_farthest_point_sample)
+from .sampling import (cluster_balanced_sample, covering_radius, farthest_point_sample, load_sample,
+                       nearest_pick_distances, random_sample, save_sample, stratified_farthest_point_sample)
 from .balance import (augmented_oversample, class_size_std, iterative_balance, low_frequency_classes, oversample,
                       reweight, undersample)
 __all__ += ["farthest_point_sample", "stratified_farthest_point_sample", "cluster_balanced_sample", "random_sample",
-            "covering_radius", "save_sample", "load_sample", "iterative_balance", "undersample", "oversample",
-            "reweight", "augmented_oversample", "low_frequency_classes", "class_size_std"]
+            "covering_radius", "nearest_pick_distances", "save_sample", "load_sample", "iterative_balance", "undersample",
+            "oversample", "reweight", "augmented_oversample", "low_frequency_classes", "class_size_std"]
 
 # Names imported on first use (name -> module), so `import curator_widgets` stays light.
 _LAZY = {name: ".widgets" for name in ("RegionPicker", "EmbeddingView", "SampleGallery", "SwipeLabeler", "CuratorApp")}

@@ -394,9 +394,10 @@ def _fill_exhausted(picks: np.ndarray, radii_sq: np.ndarray, n: int) -> np.ndarr
     return out
 
 
-def covering_radius(X: Any, ids: Sequence[int] | np.ndarray, metric: str = "l2", *, device: Any = None,
-                    chunk_size: int = 8192) -> float:
-    """max over all points of the distance to the nearest selected point (exact, chunked, O(N + k*d))."""
+def nearest_pick_distances(X: Any, ids: Sequence[int] | np.ndarray, metric: str = "l2", *, device: Any = None,
+                           chunk_size: int = 8192) -> np.ndarray:
+    """float32 [N]: each point's distance to its nearest selected point (exact, chunked). Its max is the
+    covering radius; its mean says how well the bulk is covered, which one outlier cannot move."""
     import torch
 
     metric = _check_metric(metric)
@@ -405,16 +406,22 @@ def covering_radius(X: Any, ids: Sequence[int] | np.ndarray, metric: str = "l2",
     if ids.ndim != 1 or not len(ids) or ids.min() < 0 or ids.max() >= n:
         raise CuratorError("ids must be a non-empty list of row indices of X", f"pass indices in 0..{n - 1}")
     dev = _resolve_device(device)
+    out = np.empty(n, dtype=np.float32)
     with torch.no_grad():
         mean = _column_mean(X, n, d, DEFAULT_CHUNK) if metric == "l2" else None
         S = _prepare_chunk(_rows(X, 0, 0, idx=ids).to(dev), metric, mean)
         s2 = S.pow(2).sum(1)
-        worst = 0.0
         for s in range(0, n, chunk_size):
             P = _prepare_chunk(_rows(X, s, min(n, s + chunk_size)).to(dev), metric, mean)
             d2 = (P.pow(2).sum(1, keepdim=True) - 2 * P @ S.T + s2).clamp_min_(0)
-            worst = max(worst, float(d2.min(1).values.max()))
-    return float(_to_distance(np.array([worst]), metric)[0])
+            out[s:s + len(P)] = d2.min(1).values.cpu().numpy()
+    return _to_distance(out, metric)
+
+
+def covering_radius(X: Any, ids: Sequence[int] | np.ndarray, metric: str = "l2", *, device: Any = None,
+                    chunk_size: int = 8192) -> float:
+    """max over all points of the distance to the nearest selected point (exact, chunked)."""
+    return float(nearest_pick_distances(X, ids, metric, device=device, chunk_size=chunk_size).max())
 
 
 # ----------------------------------------------------------------------------- stratified FPS

@@ -13,8 +13,9 @@ import pytest
 
 from curator_widgets.errors import CuratorError
 from curator_widgets.sampling import (_choose_engine, _fps, _resolve_dtype, balanced_quotas, cluster_balanced_sample,
-                                      covering_radius, farthest_point_sample, load_sample, random_sample,
-                                      sample, save_sample, selection_stats, stratified_farthest_point_sample)
+                                      covering_radius, farthest_point_sample, load_sample, nearest_pick_distances,
+                                      random_sample, sample, save_sample, selection_stats,
+                                      stratified_farthest_point_sample)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,6 +74,16 @@ def test_radii_never_grow_and_end_at_the_covering_radius():
     assert len(np.unique(idx)) == 200
     assert covering_radius(X, idx) == pytest.approx(float(radii[-1]), rel=1e-4)
     assert covering_radius(X, idx[:50]) == pytest.approx(float(radii[49]), rel=1e-4)
+
+
+def test_nearest_pick_distances_match_brute_force():
+    X = blobs(n=400, d=8, seed=9)
+    ids = np.array([3, 50, 120, 399])
+    want = np.sqrt(((X[:, None, :] - X[ids][None]) ** 2).sum(-1)).min(1)
+    got = nearest_pick_distances(X, ids, chunk_size=64)  # several chunks
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert got[ids].max() == pytest.approx(0.0, abs=1e-3)
+    assert covering_radius(X, ids) == pytest.approx(float(want.max()), rel=1e-4)
 
 
 def test_deterministic_and_chunking_does_not_change_picks():
