@@ -212,24 +212,28 @@ def main(argv=None) -> dict:
     ap.add_argument("--gpu-n", type=int, default=1_000_000)
     ap.add_argument("--gpu-d", type=int, default=512)
     ap.add_argument("--gpu-k", type=int, default=10_000)
+    ap.add_argument("--gpu-only", action="store_true", help="skip the CPU section (a lent GPU machine's time is short)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sampling_speed.json")
     args = ap.parse_args(argv)
+    if args.gpu_only and not torch.cuda.is_available():
+        ap.error("--gpu-only needs a CUDA device; run without it on the CPU")
     warnings.filterwarnings("ignore", message=".*non-writable.*")
     if args.threads:
         torch.set_num_threads(args.threads)
     N, d, k = (5_000, 32, 50) if args.quick else (args.n, args.d, args.k)
-    cpu = cpu_section(N, d, k, args.quick, compiled=not (args.quick or args.no_compiled))
-    res = {"benchmark": "sampling_speed", "quick": args.quick, "machine": platform.platform(),
-           "cpu": cpu["rows"], **{k_: v for k_, v in cpu.items() if k_ != "rows"}}
-    print(f"Exact FPS, N={N} d={d} k={k}, CPU with {cpu['threads']} torch threads, "
-          f"measured read bandwidth {cpu['read_bandwidth_GBps']} GB/s")
-    print(f"{'method':<52} {'seconds':>9} {'ms/pick':>9} {'GB/s':>6} {'x bound32':>9} {'radius':>8} {'mean NN':>8}  note")
-    for r in cpu["rows"]:
-        print(f"{r['method']:<52} {r['seconds']:>9.2f} {r['ms_per_pick']:>9.2f} {r.get('effective_GBps', ''):>6} "
-              f"{r.get('x_bound_float32', ''):>9} {'' if r['radius'] is None else r['radius']:>8} "
-              f"{r.get('mean_nn_distance', ''):>8}  {r['note']}")
-    print(f"reference loop picks == ours on its subset: {cpu['reference_same_picks']}; "
-          f"sklearn k-center picks == ours: {cpu['sklearn_same_picks']}")
+    res = {"benchmark": "sampling_speed", "quick": args.quick, "machine": platform.platform(), "cpu": []}
+    if not args.gpu_only:
+        cpu = cpu_section(N, d, k, args.quick, compiled=not (args.quick or args.no_compiled))
+        res.update({"cpu": cpu["rows"], **{k_: v for k_, v in cpu.items() if k_ != "rows"}})
+        print(f"Exact FPS, N={N} d={d} k={k}, CPU with {cpu['threads']} torch threads, "
+              f"measured read bandwidth {cpu['read_bandwidth_GBps']} GB/s")
+        print(f"{'method':<52} {'seconds':>9} {'ms/pick':>9} {'GB/s':>6} {'x bound32':>9} {'radius':>8} {'mean NN':>8}  note")
+        for r in cpu["rows"]:
+            print(f"{r['method']:<52} {r['seconds']:>9.2f} {r['ms_per_pick']:>9.2f} {r.get('effective_GBps', ''):>6} "
+                  f"{r.get('x_bound_float32', ''):>9} {'' if r['radius'] is None else r['radius']:>8} "
+                  f"{r.get('mean_nn_distance', ''):>8}  {r['note']}")
+        print(f"reference loop picks == ours on its subset: {cpu['reference_same_picks']}; "
+              f"sklearn k-center picks == ours: {cpu['sklearn_same_picks']}")
     if torch.cuda.is_available():
         gN, gd, gk = (100_000, 128, 500) if args.quick else (args.gpu_n, args.gpu_d, args.gpu_k)
         res["gpu"] = gpu_section(gN, gd, gk)

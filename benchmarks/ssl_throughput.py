@@ -286,9 +286,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small CNN, tiny batches")
     ap.add_argument("--steps", type=int, help="timed steps per measurement")
+    ap.add_argument("--gpu-only", action="store_true", help="skip the CPU sections (a lent GPU machine's time is short)")
     ap.add_argument("--out", help="JSON path (default benchmarks/results/ssl_throughput[_quick].json)")
     args = ap.parse_args(argv)
     quick = args.quick
+    if args.gpu_only and not torch.cuda.is_available():
+        ap.error("--gpu-only needs a CUDA device; run without it on the CPU")
     t_start = time.perf_counter()
     tmp = tempfile.TemporaryDirectory(prefix="ssl-throughput-")
     ws = make_workspace(Path(tmp.name), quick, classes=2, per_class=8)
@@ -297,23 +300,25 @@ def main(argv=None) -> int:
     print(f"{len(ws)} UC Merced chips; torch threads {torch.get_num_threads()}; cuda {torch.cuda.is_available()}",
           flush=True)
 
-    steps = args.steps or (1 if quick else 3)
-    cpu_rows = run_section(cpu, QUICK_PLAN if quick else CPU_PLAN, chips, steps, 1)
+    cpu_rows, aug_ratio, aug_224, train_ratio = [], None, None, None
+    if not args.gpu_only:
+        steps = args.steps or (1 if quick else 3)
+        cpu_rows = run_section(cpu, QUICK_PLAN if quick else CPU_PLAN, chips, steps, 1)
 
-    bs64, nb = (8, 1) if quick else (256, 4)
-    aug_ratio = measure_augment(chips[64], 64, bs64, nb, cpu)
-    aug_224 = measure_augment(chips[224], 224, 4 if quick else 64, nb, cpu)
-    print(f"  augmentation only, 64 px: batched {aug_ratio['device_batched_images_per_s']} img/s vs DataLoader "
-          f"{aug_ratio['dataloader_images_per_s']} img/s -> x{aug_ratio['ratio']}", flush=True)
-    print(f"  augmentation only, 224 px: batched {aug_224['device_batched_images_per_s']} img/s vs DataLoader "
-          f"{aug_224['dataloader_images_per_s']} img/s -> x{aug_224['ratio']}", flush=True)
-    e2e_bs = 8 if quick else 256
-    e2e = [measure_training("small_cnn", 64, e2e_bs, chips[64], cpu, pipeline=p, steps=steps) for p in ("device", "dataloader")]
-    train_ratio = {"backbone": "small_cnn", "size": 64, "batch_size": e2e_bs, "device": "cpu",
-                   "device_batched_images_per_s": e2e[0]["images_per_s"], "dataloader_images_per_s": e2e[1]["images_per_s"],
-                   "ratio": round(e2e[0]["images_per_s"] / e2e[1]["images_per_s"], 2)}
-    print(f"  training small_cnn 64 px: batched aug {train_ratio['device_batched_images_per_s']} img/s vs DataLoader "
-          f"{train_ratio['dataloader_images_per_s']} img/s -> x{train_ratio['ratio']}", flush=True)
+        bs64, nb = (8, 1) if quick else (256, 4)
+        aug_ratio = measure_augment(chips[64], 64, bs64, nb, cpu)
+        aug_224 = measure_augment(chips[224], 224, 4 if quick else 64, nb, cpu)
+        print(f"  augmentation only, 64 px: batched {aug_ratio['device_batched_images_per_s']} img/s vs DataLoader "
+              f"{aug_ratio['dataloader_images_per_s']} img/s -> x{aug_ratio['ratio']}", flush=True)
+        print(f"  augmentation only, 224 px: batched {aug_224['device_batched_images_per_s']} img/s vs DataLoader "
+              f"{aug_224['dataloader_images_per_s']} img/s -> x{aug_224['ratio']}", flush=True)
+        e2e_bs = 8 if quick else 256
+        e2e = [measure_training("small_cnn", 64, e2e_bs, chips[64], cpu, pipeline=p, steps=steps) for p in ("device", "dataloader")]
+        train_ratio = {"backbone": "small_cnn", "size": 64, "batch_size": e2e_bs, "device": "cpu",
+                       "device_batched_images_per_s": e2e[0]["images_per_s"], "dataloader_images_per_s": e2e[1]["images_per_s"],
+                       "ratio": round(e2e[0]["images_per_s"] / e2e[1]["images_per_s"], 2)}
+        print(f"  training small_cnn 64 px: batched aug {train_ratio['device_batched_images_per_s']} img/s vs DataLoader "
+              f"{train_ratio['dataloader_images_per_s']} img/s -> x{train_ratio['ratio']}", flush=True)
 
     gpu = None
     if torch.cuda.is_available():
@@ -327,24 +332,28 @@ def main(argv=None) -> int:
     for r in cpu_rows + (gpu["rows"] if gpu else []):
         print(f"| {r['device']} | {r['backbone']} | {r['size']} | {r['batch_size']} | {r['images_per_s']} | "
               f"{r['utilization']['mean_util_pct']} |")
-    print("\n| comparison (cpu) | batched on-device aug img/s | DataLoader workers img/s | ratio |\n|---|---|---|---|")
-    print(f"| augmentation only, 64 px | {aug_ratio['device_batched_images_per_s']} | {aug_ratio['dataloader_images_per_s']} | {aug_ratio['ratio']} |")
-    print(f"| augmentation only, 224 px | {aug_224['device_batched_images_per_s']} | {aug_224['dataloader_images_per_s']} | {aug_224['ratio']} |")
-    print(f"| training small_cnn, 64 px | {train_ratio['device_batched_images_per_s']} | {train_ratio['dataloader_images_per_s']} | {train_ratio['ratio']} |")
+    print("\n| comparison | batched on-device aug img/s | DataLoader workers img/s | ratio |\n|---|---|---|---|")
+    if not args.gpu_only:
+        for name, r in (("augmentation only, 64 px (cpu)", aug_ratio), ("augmentation only, 224 px (cpu)", aug_224),
+                        ("training small_cnn, 64 px (cpu)", train_ratio)):
+            print(f"| {name} | {r['device_batched_images_per_s']} | {r['dataloader_images_per_s']} | {r['ratio']} |")
     if gpu is not None:
+        a = gpu["augment_224"]
+        print(f"| augmentation only, 224 px ({gpu['name']}) | {a['device_batched_images_per_s']} | "
+              f"{a['dataloader_images_per_s']} | {a['ratio']} |")
         t = gpu["train_ratio_224"]
         print(f"| training {t['backbone']}, 224 px ({gpu['name']}) | {t['device_batched_images_per_s']} | "
               f"{t['dataloader_images_per_s']} | {t['ratio']} |")
     else:
         print("\nno CUDA device here: the GPU section (same functions, bf16, NVML utilisation) did not run")
 
-    result = {"benchmark": "ssl_throughput", "quick": quick, "cpu": cpu_rows, "augment_ratio": aug_ratio,
+    result = {"benchmark": "ssl_throughput", "quick": quick, "gpu_only": args.gpu_only, "cpu": cpu_rows, "augment_ratio": aug_ratio,
               "augment_ratio_224": aug_224, "train_ratio": train_ratio, "gpu": gpu,
               "seconds": round(time.perf_counter() - t_start, 1),
               "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                           "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}}
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"ssl_throughput{'_quick' if quick else ''}.json")
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"ssl_throughput{'_quick' if quick else ''}{'_gpu' if args.gpu_only else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

@@ -4,7 +4,8 @@
     python benchmarks/widgets.py --quick   # 5k and 20k points, a few key presses (about 1.5 minutes)
 
 Measures: cell execution -> first paint of the EmbeddingView scatter (Python builds the points,
-binary transfer, WebGL draw, next animation frame); pan/zoom frame time; lasso round trip to Python (selection event in
+binary transfer, WebGL draw, next animation frame); full-redraw frame time; a real mouse drag and
+wheel zoom (pointer move -> frame on screen, gesture end -> sharp redraw); lasso round trip to Python (selection event in
 the browser -> chunked uint32 messages -> kernel sets the trait and runs observers -> ack back);
 key press -> next image on screen in the SwipeLabeler, with and without prefetching.
 Chromium renders WebGL with SwiftShader (CPU) here, so GPU machines draw faster.
@@ -80,6 +81,53 @@ def frame_time(page, nth: int, n: int, frames: int = 8) -> dict:
     return {"points": n, "frame_ms_median": statistics.median(times), "fps": round(1000 / statistics.median(times), 1)}
 
 
+def gesture_time(page, nth: int, n: int, steps: int = 12) -> dict:
+    """A real mouse drag and wheel zoom in Pan mode: pointer move -> frame on screen (each step),
+    and gesture end -> sharp redraw ("settle"; deferred mode redraws once, live mode every step)."""
+    loc = page.locator(f".curator-scatter >> nth={nth}")
+    loc.scroll_into_view_if_needed()
+    loc.get_by_role("button", name="Pan").click()
+    page.evaluate("""(nth) => {
+        const c = document.querySelectorAll('.curator-scatter')[nth].querySelector('canvas');
+        window.__moves = [];
+        window.__onMove = (e) => {
+            const t = performance.now();
+            requestAnimationFrame(() => requestAnimationFrame(() => window.__moves.push(performance.now() - t)));
+        };
+        c.addEventListener('pointermove', window.__onMove, { capture: true });
+    }""", nth)
+    mode = loc.get_attribute("data-gestures")
+    box = loc.locator("canvas").bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
+    settles = int(loc.get_attribute("data-settles") or 0)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, steps + 1):
+        page.mouse.move(x0 + 6 * k, y0 + 3 * k)
+        page.wait_for_timeout(16)  # about one move per display frame, as a hand drags
+    page.mouse.up()
+    settle = {}
+    if mode == "deferred":
+        page.wait_for_function(f"() => Number(document.querySelectorAll('.curator-scatter')[{nth}].dataset.settles) > {settles}",
+                               timeout=120_000)
+        settle["drag"] = float(loc.get_attribute("data-settle-ms"))
+        settles += 1
+        page.mouse.wheel(0, -240)
+        page.wait_for_function(f"() => Number(document.querySelectorAll('.curator-scatter')[{nth}].dataset.settles) > {settles}",
+                               timeout=120_000)
+        settle["wheel"] = float(loc.get_attribute("data-settle-ms"))
+    page.wait_for_timeout(200)
+    moves = page.evaluate("""(nth) => {
+        const c = document.querySelectorAll('.curator-scatter')[nth].querySelector('canvas');
+        c.removeEventListener('pointermove', window.__onMove, { capture: true });
+        return window.__moves;
+    }""", nth)
+    page.evaluate(f"() => document.querySelectorAll('.curator-scatter')[{nth}].curatorScatter.reset()")
+    return {"points": n, "mode": mode, "frame_ms_measured": float(loc.get_attribute("data-frame-ms") or "nan"),
+            "move_to_frame_ms_median": statistics.median(moves) if moves else None, "moves": len(moves),
+            "settle_ms": settle}
+
+
 def lasso_all(page, nth: int, n: int, repeats: int) -> dict:
     loc = page.locator(f".curator-scatter >> nth={nth}")
     loc.scroll_into_view_if_needed()
@@ -132,6 +180,7 @@ def measure(page, sizes: list[int], presses: int, quick: bool) -> dict:
     results["bundle_load_first_paint_ms_1k"] = first_paint(page, 1, 0, 1000)["first_paint_ms"]
     results["first_paint"] = [first_paint(page, 2 + i, 1 + i, n) for i, n in enumerate(sizes)]
     results["frame"] = [frame_time(page, 1 + i, n, 3 if quick else 8) for i, n in enumerate(sizes)]
+    results["gesture"] = [gesture_time(page, 1 + i, n) for i, n in enumerate(sizes)]
     results["lasso"] = [lasso_all(page, 1 + i, n, 1 if quick else 2) for i, n in enumerate(sizes)]
     cell = 2 + len(sizes)
     run_cell(page, cell)
@@ -191,7 +240,12 @@ def main(argv: list[str] | None = None, lab=None, browser=None) -> dict:
     for p in results["first_paint"]:
         print(f"{'cell run -> first paint, ' + format(p['points'], ',') + ' points':<46}{p['first_paint_ms']:>11.0f} ms")
     for f in results["frame"]:
-        print(f"{'pan/zoom frame, ' + format(f['points'], ',') + ' points':<46}{f['frame_ms_median']:>11.0f} ms")
+        print(f"{'full redraw frame, ' + format(f['points'], ',') + ' points':<46}{f['frame_ms_median']:>11.0f} ms")
+    for g in results["gesture"]:
+        label = f"drag: pointer move -> frame ({g['mode']}), {g['points']:,}"
+        print(f"{label:<46}{g['move_to_frame_ms_median']:>11.0f} ms")
+        for k, v in g["settle_ms"].items():
+            print(f"{'  ' + k + ' end -> sharp redraw, ' + format(g['points'], ','):<46}{v:>11.0f} ms")
     for l in results["lasso"]:
         print(f"{'lasso -> Python -> ack, ' + format(l['selected'], ',') + ' selected':<46}{l['round_trip_ms_median']:>11.0f} ms")
     for k, v in results["keypress"].items():

@@ -14,10 +14,10 @@ from torch import nn
 
 from .errors import CuratorError
 
-BACKBONES = ("small_cnn", "resnet18", "resnet50")
+BACKBONES = ("small_cnn", "resnet18", "resnet50", "resnet18_cifar", "resnet50_cifar")
 METHODS = ("simclr", "simsiam", "byol")
 # Smallest input each backbone still reduces to a non-empty feature map.
-MIN_IMAGE_SIZE = {"small_cnn": 16, "resnet18": 32, "resnet50": 32}
+MIN_IMAGE_SIZE = {"small_cnn": 16, "resnet18": 32, "resnet50": 32, "resnet18_cifar": 8, "resnet50_cifar": 8}
 _TORCHVISION_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet50": "ResNet50_Weights"}
 
 
@@ -58,11 +58,20 @@ def build_backbone(name: str, weights: str | None = None, progress: bool = True)
         return net, net.dim
     import torchvision
 
-    net = getattr(torchvision.models, name)(weights=None)
+    arch, _, stem = name.partition("_")
+    if weights and stem:
+        raise CuratorError(f"{name} has no published weights (its stem differs from ImageNet's; asked for {weights!r})",
+                           f"leave weights=None, or use backbone={arch!r} with weights='IMAGENET1K_V1'")
+    net = getattr(torchvision.models, arch)(weights=None)
     dim = net.fc.in_features
     net.fc = nn.Identity()
+    if stem == "cifar":
+        # small-image stem: a 3x3 stride-1 conv and no max-pool, so a 64 px chip ends in an 8x8 map
+        # (the ImageNet stem's 4x downsampling leaves 2x2); 16x the compute at the same size
+        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
     if weights:
-        net.load_state_dict(_published_state(name, weights, progress), strict=False)
+        net.load_state_dict(_published_state(arch, weights, progress), strict=False)
     return net, dim
 
 

@@ -220,6 +220,22 @@ def test_published_weights_only_by_name_and_offline_error(monkeypatch, tmp_path)
         build_backbone("small_cnn", weights="IMAGENET1K_V1")
 
 
+def test_cifar_stem_keeps_resolution_and_refuses_imagenet_weights(tmp_path):
+    """resnet*_cifar: 3x3 stride-1 stem, no max-pool, so a 64 px chip ends in an 8x8 map (ImageNet stem: 2x2)."""
+    maps = {}
+    for name in ("resnet18", "resnet18_cifar"):
+        net, dim = build_backbone(name)
+        body = torch.nn.Sequential(*[m for k, m in net.named_children() if k not in ("avgpool", "fc")])
+        maps[name] = body(torch.zeros(2, 3, 64, 64)).shape[-2:]
+        assert dim == 512 and net(torch.zeros(2, 3, 64, 64)).shape == (2, 512)
+    assert tuple(maps["resnet18"]) == (2, 2) and tuple(maps["resnet18_cifar"]) == (8, 8)
+    net, dim = build_backbone("resnet50_cifar")
+    assert dim == 2048 and net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
+    with pytest.raises(CuratorError, match="resnet18_cifar has no published weights") as e:
+        build_backbone("resnet18_cifar", weights="IMAGENET1K_V1")
+    assert "backbone='resnet18'" in e.value.fix
+
+
 # ------------------------------------------------------------------------------------------ augment
 def test_augment_shapes_range_and_determinism():
     x = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)

@@ -200,6 +200,18 @@ def test_embedding_view_bad_input_messages():
     assert "not chip ids" in e.value.fix
     with pytest.raises(CuratorError, match="ids has shape"):
         EmbeddingView(np.random.rand(10, 2), ids=[1, 2])
+    with pytest.raises(CuratorError, match="gestures must be one of auto, live, deferred, got 'fast'"):
+        EmbeddingView(np.random.rand(10, 2), gestures="fast")
+    with pytest.raises(CuratorError, match="slow_frame_ms must be >= 0"):
+        view.slow_frame_ms = -1
+    assert view.gestures == "auto" and view.slow_frame_ms == 60  # a failed assignment keeps the old value
+
+
+def test_embedding_view_gesture_modes_sync():
+    view = EmbeddingView(np.random.rand(10, 2), gestures="deferred")
+    assert view.get_state()["gestures"] == "deferred"
+    view.gestures, view.slow_frame_ms = "live", 30
+    assert view.get_state()["gestures"] == "live" and view.get_state()["slow_frame_ms"] == 30
 
 
 def test_color_by_category_and_value():

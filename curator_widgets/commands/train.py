@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workspace", "-w", required=True, help="workspace folder")
     p.add_argument("--run", default="simclr-small", help="run name: models/<run>/ (default simclr-small)")
     p.add_argument("--method", choices=["simclr", "simsiam", "byol"], default="simclr")
-    p.add_argument("--backbone", choices=["small_cnn", "resnet18", "resnet50"], default="small_cnn")
+    p.add_argument("--backbone", choices=["small_cnn", "resnet18", "resnet50", "resnet18_cifar", "resnet50_cifar"],
+                   default="small_cnn", help="resnet*_cifar: small-image stem (3x3 conv, no max-pool)")
     p.add_argument("--image-size", type=int, default=64, help="training/embedding size in px (default 64)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=256)

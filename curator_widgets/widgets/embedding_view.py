@@ -47,6 +47,9 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
     return a
 
 
+GESTURES = ("auto", "live", "deferred")
+
+
 class EmbeddingView(ThumbnailMixin, CuratorWidget):
     """Scatter of a projection; lasso (Shift+drag or the Lasso tool) or click to select.
 
@@ -66,6 +69,10 @@ class EmbeddingView(ThumbnailMixin, CuratorWidget):
     ids = NDArray("uint32", 1).tag(sync=True, **array_serialization)
     point_size = traitlets.Float(0.0).tag(sync=True)
     mouse_mode = traitlets.Unicode("panZoom").tag(sync=True)
+    # "live" redraws every frame of a pan/zoom; "deferred" moves the last frame with a CSS transform and
+    # redraws once the gesture ends (maps do this); "auto" defers when one frame takes > slow_frame_ms.
+    gestures = traitlets.Unicode("auto").tag(sync=True)
+    slow_frame_ms = traitlets.Float(60.0).tag(sync=True)
     height = traitlets.Unicode("480px").tag(sync=True)
     thumb_url = traitlets.Unicode("").tag(sync=True)
     workspace_path = traitlets.Unicode("").tag(sync=True)
@@ -89,6 +96,21 @@ class EmbeddingView(ThumbnailMixin, CuratorWidget):
             self.color_by(color, kind=kind, palette=palette)
         self.on_msg(self._on_msg)
         self.observe(self._fire_select, names="selection")
+
+    @traitlets.validate("gestures")
+    def _check_gestures(self, proposal: dict) -> str:
+        value = proposal["value"]
+        if value not in GESTURES:
+            raise CuratorError(f"gestures must be one of {', '.join(GESTURES)}, got {value!r}",
+                               "use 'auto' (defer when a frame is slow), 'live' or 'deferred'")
+        return value
+
+    @traitlets.validate("slow_frame_ms")
+    def _check_slow_frame(self, proposal: dict) -> float:
+        value = float(proposal["value"])
+        if not value >= 0:
+            raise CuratorError(f"slow_frame_ms must be >= 0 ms, got {value}", "e.g. 60 (about 16 frames a second)")
+        return value
 
     # ------------------------------------------------------------------ data
     @property

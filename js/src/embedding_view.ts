@@ -10,6 +10,21 @@ import { errorBar, formatCount, h, notice } from "./shared/dom";
 import { ImageSource } from "./shared/images";
 import { makeInvoke, onChange, onMessage, type Model } from "./shared/model";
 import { autoPointSize, buildPoints, selectionArray } from "./scatter_logic";
+import {
+  IDENTITY,
+  chooseGestures,
+  compose,
+  cssTransform,
+  isIdentity,
+  pan,
+  viewAfter,
+  wheelFactor,
+  zoomAt,
+  type Affine,
+} from "./gesture_logic";
+
+/** A wheel gesture ends when no wheel event came for this long (ms). */
+const WHEEL_IDLE_MS = 150;
 
 export function webglAvailable(): boolean {
   try {
@@ -114,7 +129,105 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
     });
     renderLegend();
     renderStatus();
+    // not awaited: a hidden page runs no animation frames, and rendering must not wait for one
+    void measureFrame().then((ms) => {
+      frameMs = ms;
+      applyGestureMode();
+    });
   }
+
+  // ---------------------------------------------------------------- pan/zoom: live or deferred
+  // Live: regl-scatterplot redraws every frame of a gesture. Deferred (a frame costs more than
+  // slow_frame_ms): the last frame moves with a CSS transform and one redraw follows the gesture.
+  let frameMs = 0;
+  let deferred = false;
+  let gesture: Affine = IDENTITY; // since the last commit
+  let pending: Affine = IDENTITY; // committed, not yet redrawn
+  let drag: { id: number; x: number; y: number } | null = null;
+  let wheelTimer: ReturnType<typeof setTimeout> | undefined;
+
+  function measureFrame(): Promise<number> {
+    const t0 = performance.now();
+    return new Promise((resolve) => {
+      scatter.subscribe("drawing", () => resolve(performance.now() - t0), 1);
+      scatter.redraw();
+    });
+  }
+
+  function applyGestureMode(): void {
+    deferred = chooseGestures(m.get("gestures") || "auto", frameMs, Number(m.get("slow_frame_ms")) || 60) === "deferred";
+    scatter.set({ cameraIsFixed: deferred } as any); // our handlers move the camera instead
+    root.dataset.gestures = deferred ? "deferred" : "live";
+    root.dataset.frameMs = frameMs.toFixed(1);
+  }
+
+  function showTransform(): void {
+    const a = compose(gesture, pending);
+    canvas.style.transform = cssTransform(a);
+    canvas.style.willChange = isIdentity(a) ? "" : "transform";
+    if (!isIdentity(a)) tooltip.style.display = "none"; // hover positions are stale until the redraw
+  }
+
+  function commit(): void {
+    if (isIdentity(gesture)) return;
+    const a = gesture;
+    const view = viewAfter(scatter.get("cameraView") as ArrayLike<number>, a, canvas.clientWidth, canvas.clientHeight);
+    gesture = IDENTITY;
+    pending = compose(a, pending);
+    const t0 = performance.now();
+    scatter.subscribe(
+      "drawing",
+      () => {
+        pending = IDENTITY; // the new frame shows what the transform showed
+        showTransform();
+        frameMs = performance.now() - t0;
+        root.dataset.frameMs = frameMs.toFixed(1);
+        root.dataset.settleMs = frameMs.toFixed(1); // gesture end -> sharp frame
+        root.dataset.settles = String(Number(root.dataset.settles || 0) + 1);
+        if ((m.get("gestures") || "auto") === "auto" && !drag) applyGestureMode();
+      },
+      1,
+    );
+    scatter.view(view);
+    scatter.redraw();
+  }
+
+  canvas.addEventListener("pointerdown", (ev) => {
+    if (!deferred || root.dataset.mode !== "panZoom" || ev.button !== 0) return;
+    if (ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey) return; // regl-scatterplot's lasso keys
+    drag = { id: ev.pointerId, x: ev.clientX, y: ev.clientY };
+    try {
+      canvas.setPointerCapture(ev.pointerId); // keep the drag when the pointer leaves the canvas
+    } catch {
+      /* synthetic or already released pointers cannot be captured; the drag still works inside */
+    }
+  });
+  canvas.addEventListener("pointermove", (ev) => {
+    if (!drag || ev.pointerId !== drag.id) return;
+    gesture = pan(gesture, ev.clientX - drag.x, ev.clientY - drag.y);
+    drag = { id: drag.id, x: ev.clientX, y: ev.clientY };
+    showTransform();
+  });
+  const endDrag = (ev: PointerEvent) => {
+    if (!drag || ev.pointerId !== drag.id) return;
+    drag = null;
+    commit();
+  };
+  canvas.addEventListener("pointerup", endDrag);
+  canvas.addEventListener("pointercancel", endDrag);
+  stage.addEventListener(
+    "wheel",
+    (ev) => {
+      if (!deferred) return;
+      ev.preventDefault();
+      const r = canvas.getBoundingClientRect();
+      gesture = zoomAt(gesture, wheelFactor(ev.deltaY, ev.deltaMode), ev.clientX - r.left, ev.clientY - r.top);
+      showTransform();
+      clearTimeout(wheelTimer);
+      wheelTimer = setTimeout(() => (drag ? undefined : commit()), WHEEL_IDLE_MS);
+    },
+    { passive: false },
+  );
 
   function renderLegend(): void {
     const items: Array<[string, string]> = m.get("legend") || [];
@@ -202,6 +315,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
       renderStatus();
     }),
     onChange(m, ["mouse_mode"], () => setMode(m.get("mouse_mode") === "lasso" ? "lasso" : "panZoom")),
+    onChange(m, ["gestures", "slow_frame_ms"], applyGestureMode),
     onChange(m, ["height"], () => (stage.style.height = m.get("height") || "480px")),
     onChange(m, ["error"], err.update),
     onMessage(m, "selection-ack", (msg) => {
@@ -219,10 +333,12 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
     }),
   ];
   setMode(m.get("mouse_mode") === "lasso" ? "lasso" : "panZoom");
+  applyGestureMode();
   await draw();
 
   return () => {
     offs.forEach((off) => off());
+    clearTimeout(wheelTimer);
     images.dispose();
     scatter.destroy();
   };

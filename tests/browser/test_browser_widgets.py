@@ -94,6 +94,56 @@ def test_scatter_renders_100k_points_and_lasso_updates_python(page, lab_root):
     doc_screenshot(scatter, "embedding_view")
 
 
+SCREEN_OF = """(v) => {  // screen position (CSS px) of model point (0.3, -0.2) under camera view v
+    const c = document.querySelector('.curator-scatter canvas');
+    const [w, h] = [c.clientWidth, c.clientHeight];
+    const [x, y] = [0.3, -0.2];
+    const vx = v[0] * x + v[4] * y + v[12], vy = v[1] * x + v[5] * y + v[13];
+    return [(1 + (h / w) * vx) * w / 2, (1 - vy) * h / 2];
+}"""
+
+
+def test_slow_frames_pan_and_zoom_by_moving_the_frame_then_redraw(page):
+    scatter = page.locator(".curator-scatter")
+    scatter.scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelector('.curator-scatter').dataset.frameMs !== undefined")
+    frame_ms = float(scatter.get_attribute("data-frame-ms"))
+    mode = scatter.get_attribute("data-gestures")
+    assert mode == ("deferred" if frame_ms > 60 else "live"), (mode, frame_ms)
+    if mode == "live":
+        pytest.skip(f"one frame takes {frame_ms:.0f} ms here: pan/zoom redraw live, nothing is deferred")
+    scatter.get_by_role("button", name="Pan").click()
+    view = "() => Array.from(document.querySelector('.curator-scatter').curatorScatter.get('cameraView'))"
+    before = page.evaluate(f"({SCREEN_OF})(({view})())")
+    settles = int(scatter.get_attribute("data-settles") or 0)
+    box = scatter.locator("canvas").bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 9):
+        page.mouse.move(x0 + 10 * k, y0 + 5 * k)
+    # mid-gesture: the last frame moved with the pointer, nothing redrawn yet
+    transform = page.evaluate("() => document.querySelector('.curator-scatter canvas').style.transform")
+    assert transform == "matrix(1, 0, 0, 1, 80, 40)"
+    page.mouse.up()
+    page.wait_for_function(f"() => Number(document.querySelector('.curator-scatter').dataset.settles) > {settles}",
+                           timeout=60_000)
+    assert page.evaluate("() => document.querySelector('.curator-scatter canvas').style.transform") == ""
+    after = page.evaluate(f"({SCREEN_OF})(({view})())")
+    # the sharp redraw put the point where the moved frame showed it
+    assert abs(after[0] - before[0] - 80) < 0.5 and abs(after[1] - before[1] - 40) < 0.5, (before, after)
+    # wheel up zooms in about the pointer: a point right of the pointer moves further right
+    settles = int(scatter.get_attribute("data-settles"))
+    page.mouse.move(box["x"] + after[0] - 40, box["y"] + after[1])
+    page.mouse.wheel(0, -200)
+    page.wait_for_function(f"() => Number(document.querySelector('.curator-scatter').dataset.settles) > {settles}",
+                           timeout=60_000)
+    zoomed = page.evaluate(f"({SCREEN_OF})(({view})())")
+    assert zoomed[0] - (after[0] - 40) > 40 * 1.2, (after, zoomed)
+    assert abs(zoomed[1] - after[1]) < 1.0
+    scatter.get_by_role("button", name="Reset view").click()
+
+
 def test_labeler_keys_write_labels_and_undo_removes_the_last(page, lab_root):
     import time
 
