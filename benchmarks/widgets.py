@@ -61,7 +61,9 @@ def first_paint(page, cell: int, nth: int, n: int) -> dict:
     }}""", timeout=600_000)
     loc = page.locator(sel)
     paint = int(loc.get_attribute("data-first-paint"))
-    return {"points": n, "first_paint_ms": paint - t0, "draw_ms": float(loc.get_attribute("data-draw-ms"))}
+    prep, scatter_draw, frame = map(float, loc.get_attribute("data-draw-parts").split(","))
+    return {"points": n, "first_paint_ms": paint - t0, "draw_ms": float(loc.get_attribute("data-draw-ms")),
+            "js_prepare_ms": prep, "regl_draw_ms": scatter_draw, "first_frame_ms": frame}
 
 
 def frame_time(page, nth: int, n: int, frames: int = 8) -> dict:
@@ -195,9 +197,10 @@ def main(argv: list[str] | None = None, lab=None, browser=None) -> dict:
     may be given to reuse them (the browser tests do), else both are started and stopped here."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument("--sizes", type=int, nargs="+", help="point counts (default 100000 1000000; --quick 5000 20000)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "widgets.json"))
     args = ap.parse_args(argv)
-    sizes = [5_000, 20_000] if args.quick else [100_000, 1_000_000]
+    sizes = args.sizes or ([5_000, 20_000] if args.quick else [100_000, 1_000_000])
     presses = 4 if args.quick else 20
     cells = notebook_cells(sizes, presses + 8)
 
@@ -239,6 +242,8 @@ def main(argv: list[str] | None = None, lab=None, browser=None) -> dict:
     print(f"{'JS bundle load + first paint, 1k points':<46}{results['bundle_load_first_paint_ms_1k']:>11.0f} ms")
     for p in results["first_paint"]:
         print(f"{'cell run -> first paint, ' + format(p['points'], ',') + ' points':<46}{p['first_paint_ms']:>11.0f} ms")
+        print(f"{'  of which JS: decode+columns / regl draw / frame':<46}{p['js_prepare_ms']:>5.0f} /{p['regl_draw_ms']:>5.0f} /"
+              f"{p['first_frame_ms']:>5.0f} ms")
     for f in results["frame"]:
         print(f"{'full redraw frame, ' + format(f['points'], ',') + ' points':<46}{f['frame_ms_median']:>11.0f} ms")
     for g in results["gesture"]:

@@ -9,7 +9,7 @@ import { chunkMessages, decodeArray, sameContents, type WireArray } from "./shar
 import { errorBar, formatCount, h, notice } from "./shared/dom";
 import { ImageSource } from "./shared/images";
 import { makeInvoke, onChange, onMessage, type Model } from "./shared/model";
-import { autoPointSize, buildPoints, selectionArray } from "./scatter_logic";
+import { autoPointSize, buildPoints, selectionArray, spatialIndex } from "./scatter_logic";
 import {
   IDENTITY,
   chooseGestures,
@@ -25,6 +25,8 @@ import {
 
 /** A wheel gesture ends when no wheel event came for this long (ms). */
 const WHEEL_IDLE_MS = 150;
+/** With deferred gestures, hover (which redraws) is looked up once the pointer rests this long (ms). */
+const HOVER_REST_MS = 100;
 
 export function webglAvailable(): boolean {
   try {
@@ -107,6 +109,8 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
     const pal = palette();
     const size = Number(m.get("point_size")) || autoPointSize(n);
     const points = buildPoints(xy, codes, pal.length, hi);
+    const index = spatialIndex(points.x, points.y);
+    const t1 = performance.now();
     await scatter.set({
       pointColor: pal,
       colorBy: pal.length > 1 ? "valueA" : null,
@@ -119,11 +123,15 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
       zDataType: "categorical",
       wDataType: "continuous",
       select: sel && sel.length ? Array.from(sel) : undefined,
+      spatialIndex: index,
     } as any);
+    const t2 = performance.now();
     requestAnimationFrame(() => {
       // read by the browser tests and benchmarks/widgets.py
       root.dataset.points = String(n);
       root.dataset.drawMs = (performance.now() - t0).toFixed(1);
+      // where the time went: decode + column building, regl-scatterplot's draw (upload, index), the frame
+      root.dataset.drawParts = [t1 - t0, t2 - t1, performance.now() - t2].map((v) => v.toFixed(1)).join(",");
       root.dataset.firstPaint = String(Date.now());
       root.dataset.draws = String(Number(root.dataset.draws || 0) + 1);
     });
@@ -192,10 +200,16 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
     scatter.redraw();
   }
 
+  // regl-scatterplot redraws on every mouse move while a button is down, on every wheel event and
+  // on every hover change; with deferred gestures our listeners keep those events from it.
+  let moved = false;
+  let hoverTimer: ReturnType<typeof setTimeout> | undefined;
   canvas.addEventListener("pointerdown", (ev) => {
     if (!deferred || root.dataset.mode !== "panZoom" || ev.button !== 0) return;
     if (ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey) return; // regl-scatterplot's lasso keys
+    ev.preventDefault(); // no compatibility mousedown/mousemove/mouseup for this pointer
     drag = { id: ev.pointerId, x: ev.clientX, y: ev.clientY };
+    moved = false;
     try {
       canvas.setPointerCapture(ev.pointerId); // keep the drag when the pointer leaves the canvas
     } catch {
@@ -204,8 +218,10 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   });
   canvas.addEventListener("pointermove", (ev) => {
     if (!drag || ev.pointerId !== drag.id) return;
+    if (ev.clientX === drag.x && ev.clientY === drag.y) return;
     gesture = pan(gesture, ev.clientX - drag.x, ev.clientY - drag.y);
     drag = { id: drag.id, x: ev.clientX, y: ev.clientY };
+    moved = true;
     showTransform();
   });
   const endDrag = (ev: PointerEvent) => {
@@ -215,18 +231,42 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   };
   canvas.addEventListener("pointerup", endDrag);
   canvas.addEventListener("pointercancel", endDrag);
-  stage.addEventListener(
+  // a drag is not a click: regl-scatterplot would select the point under the release
+  canvas.addEventListener(
+    "click",
+    (ev) => {
+      if (!moved) return;
+      moved = false;
+      ev.stopImmediatePropagation();
+    },
+    { capture: true },
+  );
+  canvas.addEventListener(
     "wheel",
     (ev) => {
       if (!deferred) return;
       ev.preventDefault();
+      ev.stopImmediatePropagation();
       const r = canvas.getBoundingClientRect();
       gesture = zoomAt(gesture, wheelFactor(ev.deltaY, ev.deltaMode), ev.clientX - r.left, ev.clientY - r.top);
       showTransform();
       clearTimeout(wheelTimer);
       wheelTimer = setTimeout(() => (drag ? undefined : commit()), WHEEL_IDLE_MS);
     },
-    { passive: false },
+    { capture: true, passive: false },
+  );
+  canvas.addEventListener(
+    "mousemove",
+    (ev) => {
+      if (!deferred || !ev.isTrusted || ev.buttons !== 0) return; // lasso drags pass through
+      ev.stopPropagation(); // regl-scatterplot listens on window
+      clearTimeout(hoverTimer);
+      const { clientX, clientY } = ev;
+      hoverTimer = setTimeout(() => {
+        if (!drag) canvas.dispatchEvent(new MouseEvent("mousemove", { clientX, clientY, bubbles: true }));
+      }, HOVER_REST_MS);
+    },
+    { capture: true },
   );
 
   function renderLegend(): void {
@@ -339,6 +379,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   return () => {
     offs.forEach((off) => off());
     clearTimeout(wheelTimer);
+    clearTimeout(hoverTimer);
     images.dispose();
     scatter.destroy();
   };

@@ -1,4 +1,5 @@
 // Data preparation for the WebGL scatter (DOM- and GL-free, unit-tested).
+import KDBush from "kdbush";
 
 export interface ScatterPoints {
   x: Float32Array;
@@ -64,4 +65,16 @@ export function autoPointSize(n: number): number {
   if (n <= 10000) return 4;
   if (n <= 100000) return 2.5;
   return 1.5;
+}
+
+/**
+ * regl-scatterplot's hover/click index (KDBush v4, the library it bundles) built straight from the
+ * x/y columns. Given as draw()'s `spatialIndex`, it spares regl-scatterplot from copying a million
+ * [x, y, z, w] arrays into a worker and back to build the same index.
+ */
+export function spatialIndex(x: Float32Array, y: Float32Array, nodeSize = 16): ArrayBuffer {
+  const index = new KDBush(x.length, nodeSize, Float32Array);
+  for (let i = 0; i < x.length; i++) index.add(x[i], y[i]);
+  index.finish();
+  return index.data as ArrayBuffer;
 }

@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { encodeArray } from "../src/shared/arrays";
-import { autoPointSize, buildPoints, colorCodes, deinterleave, highlightFlags, selectionArray } from "../src/scatter_logic";
+import KDBush from "kdbush";
+import {
+  autoPointSize,
+  buildPoints,
+  colorCodes,
+  deinterleave,
+  highlightFlags,
+  selectionArray,
+  spatialIndex,
+} from "../src/scatter_logic";
 import { render, webglAvailable } from "../src/embedding_view";
 import { MockModel, renderProps } from "./mock_model";
 
@@ -25,6 +34,23 @@ describe("scatter data", () => {
     expect(s).toBeInstanceOf(Uint32Array);
     expect(Array.from(s)).toEqual([1, 3, 5]);
     expect(selectionArray([]).length).toBe(0);
+  });
+
+  it("builds the hover/lasso index regl-scatterplot would build, from the columns", () => {
+    let seed = 7;
+    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1;
+    const n = 5000;
+    const x = Float32Array.from({ length: n }, rand);
+    const y = Float32Array.from({ length: n }, rand);
+    const index = KDBush.from(spatialIndex(x, y));
+    expect(index.numItems).toBe(n);
+    const got = index.range(-0.2, -0.1, 0.3, 0.25).sort((a: number, b: number) => a - b);
+    const want: number[] = [];
+    for (let i = 0; i < n; i++) if (x[i] >= -0.2 && x[i] <= 0.3 && y[i] >= -0.1 && y[i] <= 0.25) want.push(i);
+    expect(got).toEqual(want);
+    expect(want.length).toBeGreaterThan(50);
+    const near = index.within(x[42], y[42], 1e-6);
+    expect(near).toContain(42);
   });
 
   it("shrinks points as the cloud grows", () => {

@@ -141,7 +141,26 @@ def test_slow_frames_pan_and_zoom_by_moving_the_frame_then_redraw(page):
     zoomed = page.evaluate(f"({SCREEN_OF})(({view})())")
     assert zoomed[0] - (after[0] - 40) > 40 * 1.2, (after, zoomed)
     assert abs(zoomed[1] - after[1]) < 1.0
-    scatter.get_by_role("button", name="Reset view").click()
+    # hover is looked up once the pointer rests (each hover change is a full redraw): rest on point 7
+    page.evaluate("""() => new Promise((done) => {
+        const s = document.querySelector('.curator-scatter').curatorScatter;
+        s.subscribe('drawing', () => done(), 1);
+        s.reset();
+        s.redraw();
+    })""")
+    target = page.evaluate("""() => {
+        const s = document.querySelector('.curator-scatter').curatorScatter;
+        const c = document.querySelector('.curator-scatter canvas');
+        const [w, h] = [c.clientWidth, c.clientHeight];
+        const p = s.get('points')[7], v = s.get('cameraView');
+        const vx = v[0] * p[0] + v[4] * p[1] + v[12], vy = v[1] * p[0] + v[5] * p[1] + v[13];
+        return [(1 + (h / w) * vx) * w / 2, (1 - vy) * h / 2];
+    }""")
+    assert 0 < target[0] < box["width"] and 0 < target[1] < box["height"], target
+    page.mouse.move(box["x"] + target[0], box["y"] + target[1])
+    page.wait_for_function("() => document.querySelector('.curator-scatter-tooltip').style.display === 'block'",
+                           timeout=30_000)
+    assert scatter.get_attribute("data-hovered") is not None
 
 
 def test_labeler_keys_write_labels_and_undo_removes_the_last(page, lab_root):
