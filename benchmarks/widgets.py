@@ -83,12 +83,8 @@ def frame_time(page, nth: int, n: int, frames: int = 8) -> dict:
     return {"points": n, "frame_ms_median": statistics.median(times), "fps": round(1000 / statistics.median(times), 1)}
 
 
-def gesture_time(page, nth: int, n: int, steps: int = 12) -> dict:
-    """A real mouse drag and wheel zoom in Pan mode: pointer move -> frame on screen (each step),
-    and gesture end -> sharp redraw ("settle"; deferred mode redraws once, live mode every step)."""
-    loc = page.locator(f".curator-scatter >> nth={nth}")
-    loc.scroll_into_view_if_needed()
-    loc.get_by_role("button", name="Pan").click()
+def record_moves(page, nth: int) -> None:
+    """Time every pointer move on the scatter's canvas until the frame after it is on screen."""
     page.evaluate("""(nth) => {
         const c = document.querySelectorAll('.curator-scatter')[nth].querySelector('canvas');
         window.__moves = [];
@@ -98,6 +94,24 @@ def gesture_time(page, nth: int, n: int, steps: int = 12) -> dict:
         };
         c.addEventListener('pointermove', window.__onMove, { capture: true });
     }""", nth)
+
+
+def recorded_moves(page, nth: int) -> list[float]:
+    page.wait_for_timeout(200)  # the last moves' frames
+    return page.evaluate("""(nth) => {
+        const c = document.querySelectorAll('.curator-scatter')[nth].querySelector('canvas');
+        c.removeEventListener('pointermove', window.__onMove, { capture: true });
+        return window.__moves;
+    }""", nth)
+
+
+def gesture_time(page, nth: int, n: int, steps: int = 12) -> dict:
+    """A real mouse drag and wheel zoom in Pan mode: pointer move -> frame on screen (each step),
+    and gesture end -> sharp redraw ("settle"; deferred mode redraws once, live mode every step)."""
+    loc = page.locator(f".curator-scatter >> nth={nth}")
+    loc.scroll_into_view_if_needed()
+    loc.get_by_role("button", name="Pan").click()
+    record_moves(page, nth)
     mode = loc.get_attribute("data-gestures")
     box = loc.locator("canvas").bounding_box()
     x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
@@ -118,12 +132,7 @@ def gesture_time(page, nth: int, n: int, steps: int = 12) -> dict:
         page.wait_for_function(f"() => Number(document.querySelectorAll('.curator-scatter')[{nth}].dataset.settles) > {settles}",
                                timeout=120_000)
         settle["wheel"] = float(loc.get_attribute("data-settle-ms"))
-    page.wait_for_timeout(200)
-    moves = page.evaluate("""(nth) => {
-        const c = document.querySelectorAll('.curator-scatter')[nth].querySelector('canvas');
-        c.removeEventListener('pointermove', window.__onMove, { capture: true });
-        return window.__moves;
-    }""", nth)
+    moves = recorded_moves(page, nth)
     page.evaluate(f"() => document.querySelectorAll('.curator-scatter')[{nth}].curatorScatter.reset()")
     return {"points": n, "mode": mode, "frame_ms_measured": float(loc.get_attribute("data-frame-ms") or "nan"),
             "move_to_frame_ms_median": statistics.median(moves) if moves else None, "moves": len(moves),
@@ -134,8 +143,9 @@ def lasso_all(page, nth: int, n: int, repeats: int) -> dict:
     loc = page.locator(f".curator-scatter >> nth={nth}")
     loc.scroll_into_view_if_needed()
     loc.get_by_role("button", name="Lasso").click()
-    rtts = []
+    rtts, moves, compute = [], [], []
     for _ in range(repeats):
+        record_moves(page, nth)
         box = loc.locator(".curator-scatter-stage").bounding_box()
         x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
         path = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0 + 4)]
@@ -149,11 +159,17 @@ def lasso_all(page, nth: int, n: int, repeats: int) -> dict:
         page.wait_for_function(f"() => document.querySelectorAll('.curator-scatter')[{nth}].dataset.selectionAcked === '{n}'",
                                timeout=120_000)
         rtts.append(float(loc.get_attribute("data-selection-rtt")))
+        moves += recorded_moves(page, nth)
+        if loc.get_attribute("data-lasso-ms") is not None:
+            compute.append(float(loc.get_attribute("data-lasso-ms")))
         loc.get_by_role("button", name="Clear selection").click()
         page.wait_for_function(f"() => document.querySelectorAll('.curator-scatter')[{nth}].dataset.selectionAcked === '0'",
                                timeout=60_000)
     return {"points": n, "selected": n, "selection_mb": round(n * 4 / 2**20, 2),
-            "round_trip_ms_median": statistics.median(rtts), "round_trip_ms_min": min(rtts), "repeats": repeats}
+            "round_trip_ms_median": statistics.median(rtts), "round_trip_ms_min": min(rtts), "repeats": repeats,
+            "mode": loc.get_attribute("data-gestures"),
+            "move_to_frame_ms_median": statistics.median(moves) if moves else None,
+            "select_compute_ms_median": statistics.median(compute) if compute else None}
 
 
 def key_latency(page, nth: int, presses: int) -> dict:
@@ -252,6 +268,11 @@ def main(argv: list[str] | None = None, lab=None, browser=None) -> dict:
         for k, v in g["settle_ms"].items():
             print(f"{'  ' + k + ' end -> sharp redraw, ' + format(g['points'], ','):<46}{v:>11.0f} ms")
     for l in results["lasso"]:
+        label = f"lasso: pointer move -> frame ({l['mode']}), {l['points']:,}"
+        print(f"{label:<46}{l['move_to_frame_ms_median']:>11.0f} ms")
+        if l["select_compute_ms_median"] is not None:
+            print(f"{'  lasso end -> indices (kd-tree + polygon), ' + format(l['points'], ','):<46}"
+                  f"{l['select_compute_ms_median']:>11.0f} ms")
         print(f"{'lasso -> Python -> ack, ' + format(l['selected'], ',') + ' selected':<46}{l['round_trip_ms_median']:>11.0f} ms")
     for k, v in results["keypress"].items():
         label = f"key -> next image ({k.replace('_', ' ')}), median / p95"

@@ -10,17 +10,22 @@ import { errorBar, formatCount, h, notice } from "./shared/dom";
 import { ImageSource } from "./shared/images";
 import { makeInvoke, onChange, onMessage, type Model } from "./shared/model";
 import { autoPointSize, buildPoints, selectionArray, spatialIndex } from "./scatter_logic";
+import KDBush from "kdbush";
 import {
   IDENTITY,
   chooseGestures,
   compose,
   cssTransform,
   isIdentity,
+  lassoSelect,
+  modelOf,
+  nearestPoint,
   pan,
   viewAfter,
   wheelFactor,
   zoomAt,
   type Affine,
+  type PointIndex,
 } from "./gesture_logic";
 
 /** A wheel gesture ends when no wheel event came for this long (ms). */
@@ -66,7 +71,12 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   const legend = h("div", { class: "curator-scatter-legend" });
   const canvas = h("canvas", { class: "curator-scatter-canvas" }) as HTMLCanvasElement;
   const tooltip = h("div", { class: "curator-scatter-tooltip" });
-  const stage = h("div", { class: "curator-scatter-stage" }, canvas, tooltip, legend);
+  const svgNS = "http://www.w3.org/2000/svg";
+  const lassoSvg = document.createElementNS(svgNS, "svg");
+  lassoSvg.setAttribute("class", "curator-scatter-lasso");
+  const lassoPath = document.createElementNS(svgNS, "path");
+  lassoSvg.appendChild(lassoPath);
+  const stage = h("div", { class: "curator-scatter-stage" }, canvas, lassoSvg as unknown as HTMLElement, tooltip, legend);
   root.append(toolbar, stage, err.el);
   stage.style.height = m.get("height") || "480px";
 
@@ -93,6 +103,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   let seq = 0;
   const sentAt = new Map<number, number>();
   let codes: Uint8Array | null = null;
+  let cols: { x: Float32Array; y: Float32Array; index: PointIndex; size: number } | null = null;
 
   function palette(): string[] {
     const p: string[] = m.get("palette") || [];
@@ -110,6 +121,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
     const size = Number(m.get("point_size")) || autoPointSize(n);
     const points = buildPoints(xy, codes, pal.length, hi);
     const index = spatialIndex(points.x, points.y);
+    cols = { x: points.x, y: points.y, index: KDBush.from(index) as unknown as PointIndex, size };
     const t1 = performance.now();
     await scatter.set({
       pointColor: pal,
@@ -151,7 +163,16 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   let deferred = false;
   let gesture: Affine = IDENTITY; // since the last commit
   let pending: Affine = IDENTITY; // committed, not yet redrawn
-  let drag: { id: number; x: number; y: number } | null = null;
+  let drag: {
+    id: number;
+    x: number;
+    y: number;
+    lasso: boolean;
+    merge: boolean;
+    remove: boolean;
+    path: number[]; // CSS px relative to the canvas, flat
+    moved: boolean;
+  } | null = null;
   let wheelTimer: ReturnType<typeof setTimeout> | undefined;
 
   function measureFrame(): Promise<number> {
@@ -201,15 +222,22 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   }
 
   // regl-scatterplot redraws on every mouse move while a button is down, on every wheel event and
-  // on every hover change; with deferred gestures our listeners keep those events from it.
-  let moved = false;
+  // on every hover change; with deferred gestures our listeners keep those events from it, and
+  // lasso and click selection are computed from the index (gesture_logic) instead of in WebGL.
+  let handled = false; // the current pointer gesture is ours: its click is not regl-scatterplot's
   let hoverTimer: ReturnType<typeof setTimeout> | undefined;
+  const rel = (ev: { clientX: number; clientY: number }): [number, number] => {
+    const r = canvas.getBoundingClientRect();
+    return [ev.clientX - r.left, ev.clientY - r.top];
+  };
   canvas.addEventListener("pointerdown", (ev) => {
-    if (!deferred || root.dataset.mode !== "panZoom" || ev.button !== 0) return;
-    if (ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey) return; // regl-scatterplot's lasso keys
+    if (!deferred || ev.button !== 0) return;
+    const lasso = root.dataset.mode === "lasso" || ev.shiftKey;
+    if (!lasso && (ev.altKey || ev.ctrlKey || ev.metaKey)) return;
     ev.preventDefault(); // no compatibility mousedown/mousemove/mouseup for this pointer
-    drag = { id: ev.pointerId, x: ev.clientX, y: ev.clientY };
-    moved = false;
+    handled = true;
+    const [px, py] = rel(ev);
+    drag = { id: ev.pointerId, x: ev.clientX, y: ev.clientY, lasso, merge: ev.metaKey, remove: ev.altKey, path: [px, py], moved: false };
     try {
       canvas.setPointerCapture(ev.pointerId); // keep the drag when the pointer leaves the canvas
     } catch {
@@ -219,25 +247,59 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   canvas.addEventListener("pointermove", (ev) => {
     if (!drag || ev.pointerId !== drag.id) return;
     if (ev.clientX === drag.x && ev.clientY === drag.y) return;
-    gesture = pan(gesture, ev.clientX - drag.x, ev.clientY - drag.y);
-    drag = { id: drag.id, x: ev.clientX, y: ev.clientY };
-    moved = true;
-    showTransform();
+    const [px, py] = rel(ev);
+    const [sx, sy] = [drag.path[0], drag.path[1]];
+    if (Math.hypot(px - sx, py - sy) >= 3) drag.moved = true;
+    if (drag.lasso) {
+      const n = drag.path.length;
+      if (Math.hypot(px - drag.path[n - 2], py - drag.path[n - 1]) >= 2) {
+        drag.path.push(px, py);
+        let d = `M${drag.path[0]},${drag.path[1]}`;
+        for (let i = 2; i < drag.path.length; i += 2) d += `L${drag.path[i]},${drag.path[i + 1]}`;
+        lassoPath.setAttribute("d", d + "Z");
+      }
+    } else {
+      gesture = pan(gesture, ev.clientX - drag.x, ev.clientY - drag.y);
+      showTransform();
+    }
+    drag.x = ev.clientX;
+    drag.y = ev.clientY;
   });
   const endDrag = (ev: PointerEvent) => {
     if (!drag || ev.pointerId !== drag.id) return;
+    const d = drag;
     drag = null;
-    commit();
+    lassoPath.setAttribute("d", "");
+    if (d.moved && !d.lasso) return commit();
+    if (ev.type === "pointercancel" || !cols) return;
+    const view = scatter.get("cameraView") as ArrayLike<number>;
+    const [w, hgt] = [canvas.clientWidth, canvas.clientHeight];
+    const opts = { merge: d.merge, remove: d.remove };
+    if (!d.moved) {
+      // a click: the nearest point within the drawn point radius (+4 px), as regl-scatterplot does
+      const [px, py] = rel(ev);
+      const [qx, qy] = modelOf(view, px, py, w, hgt);
+      const r = ((Math.max(cols.size, 2) / 2 + 4) * 2) / hgt / Math.abs(view[5]);
+      const i = nearestPoint(cols.index, cols.x, cols.y, qx, qy, r);
+      if (i >= 0) scatter.select([i], opts as any);
+      return;
+    }
+    const poly: number[] = [];
+    for (let i = 0; i < d.path.length; i += 2) poly.push(...modelOf(view, d.path[i], d.path[i + 1], w, hgt));
+    const t0 = performance.now();
+    const sel = lassoSelect(cols.index, cols.x, cols.y, poly);
+    root.dataset.lassoMs = (performance.now() - t0).toFixed(1);
+    if (sel.length) scatter.select(Array.from(sel), opts as any);
+    else if (!d.merge && !d.remove) scatter.deselect();
   };
   canvas.addEventListener("pointerup", endDrag);
   canvas.addEventListener("pointercancel", endDrag);
-  // a drag is not a click: regl-scatterplot would select the point under the release
   canvas.addEventListener(
     "click",
     (ev) => {
-      if (!moved) return;
-      moved = false;
-      ev.stopImmediatePropagation();
+      if (!handled) return;
+      handled = false;
+      ev.stopImmediatePropagation(); // handled on pointerup
     },
     { capture: true },
   );

@@ -83,3 +83,66 @@ export function chooseGestures(mode: string, frameMs: number, slowMs: number): "
   if (mode === "live" || mode === "deferred") return mode;
   return frameMs > slowMs ? "deferred" : "live";
 }
+
+// ---------------------------------------------------------------- lasso and click, without redraws
+// With deferred gestures the lasso is an SVG path over the canvas and the selection is computed
+// here from the hover/lasso index (one range query, then an exact point-in-polygon test), so a
+// lasso over a million points costs no WebGL frame until the selection is shown.
+
+export interface PointIndex {
+  range(minX: number, minY: number, maxX: number, maxY: number): number[];
+  within(x: number, y: number, r: number): number[];
+}
+
+/** The model-space point drawn at CSS pixel (px, py) by a 2-D `view` (inverse of `screenOf`). */
+export function modelOf(view: ArrayLike<number>, px: number, py: number, width: number, height: number): [number, number] {
+  const vx = ((2 * px) / width - 1) * (width / height);
+  const vy = 1 - (2 * py) / height;
+  const [a, b, c, d] = [view[0], view[4], view[1], view[5]];
+  const det = a * d - b * c;
+  const rx = vx - view[12];
+  const ry = vy - view[13];
+  return [(d * rx - b * ry) / det, (a * ry - c * rx) / det];
+}
+
+/** Even-odd rule; `poly` is flat [x0, y0, x1, y1, ...], implicitly closed. */
+export function pointInPolygon(x: number, y: number, poly: ArrayLike<number>): boolean {
+  let inside = false;
+  const n = poly.length / 2;
+  for (let i = 0, j = n - 1; i < n; j = i++) {
+    const xi = poly[2 * i];
+    const yi = poly[2 * i + 1];
+    const xj = poly[2 * j];
+    const yj = poly[2 * j + 1];
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+/** Indices (sorted) of the points inside the model-space polygon. */
+export function lassoSelect(index: PointIndex, x: ArrayLike<number>, y: ArrayLike<number>, poly: ArrayLike<number>): Uint32Array {
+  if (poly.length < 6) return new Uint32Array(0);
+  let [minX, minY, maxX, maxY] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (let i = 0; i < poly.length; i += 2) {
+    minX = Math.min(minX, poly[i]);
+    maxX = Math.max(maxX, poly[i]);
+    minY = Math.min(minY, poly[i + 1]);
+    maxY = Math.max(maxY, poly[i + 1]);
+  }
+  const inside = index.range(minX, minY, maxX, maxY).filter((i) => pointInPolygon(x[i], y[i], poly));
+  return Uint32Array.from(inside).sort();
+}
+
+/** The point nearest (qx, qy) within radius r (model units), or -1. */
+export function nearestPoint(index: PointIndex, x: ArrayLike<number>, y: ArrayLike<number>, qx: number, qy: number, r: number): number {
+  let best = -1;
+  let bestD = r * r;
+  for (const i of index.within(qx, qy, r)) {
+    const d = (x[i] - qx) ** 2 + (y[i] - qy) ** 2;
+    if (d <= bestD) {
+      bestD = d;
+      best = i;
+    }
+  }
+  return best;
+}
