@@ -186,6 +186,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   function applyGestureMode(): void {
     deferred = chooseGestures(m.get("gestures") || "auto", frameMs, Number(m.get("slow_frame_ms")) || 60) === "deferred";
     scatter.set({ cameraIsFixed: deferred } as any); // our handlers move the camera instead
+    if (!deferred) handled = false;
     root.dataset.gestures = deferred ? "deferred" : "live";
     root.dataset.frameMs = frameMs.toFixed(1);
   }
@@ -226,9 +227,10 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   // lasso and click selection are computed from the index (gesture_logic) instead of in WebGL.
   let handled = false; // the current pointer gesture is ours: its click is not regl-scatterplot's
   let hoverTimer: ReturnType<typeof setTimeout> | undefined;
+  // canvas coordinates from the stage's box: the canvas's own box moves with the CSS transform
   const rel = (ev: { clientX: number; clientY: number }): [number, number] => {
-    const r = canvas.getBoundingClientRect();
-    return [ev.clientX - r.left, ev.clientY - r.top];
+    const r = stage.getBoundingClientRect();
+    return [ev.clientX - r.left - stage.clientLeft, ev.clientY - r.top - stage.clientTop];
   };
   canvas.addEventListener("pointerdown", (ev) => {
     if (!deferred || ev.button !== 0) return;
@@ -309,8 +311,8 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
       if (!deferred) return;
       ev.preventDefault();
       ev.stopImmediatePropagation();
-      const r = canvas.getBoundingClientRect();
-      gesture = zoomAt(gesture, wheelFactor(ev.deltaY, ev.deltaMode), ev.clientX - r.left, ev.clientY - r.top);
+      const [px, py] = rel(ev);
+      gesture = zoomAt(gesture, wheelFactor(ev.deltaY, ev.deltaMode), px, py);
       showTransform();
       clearTimeout(wheelTimer);
       wheelTimer = setTimeout(() => (drag ? undefined : commit()), WHEEL_IDLE_MS);
