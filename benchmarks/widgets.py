@@ -49,6 +49,10 @@ def cloud(n, seed=0):
     # different chips for the two labelers, so the second never finds the first's images in the HTTP cache
     cells.append(f"SwipeLabeler(ws, ids=range({queue}), task='bench-prefetch', prefetch=6, autofocus=False)")
     cells.append(f"SwipeLabeler(ws, ids=range({queue}, {2 * queue}), task='bench-noprefetch', prefetch=0, autofocus=False)")
+    # the same views with every frame redrawn live, then back to the default: deferred vs live in one run
+    views = ", ".join(f"v{n}" for n in sizes)
+    cells.append(f"for v in ({views},):\n    v.gestures = 'live'")
+    cells.append(f"for v in ({views},):\n    v.gestures = 'auto'")
     return cells
 
 
@@ -199,6 +203,15 @@ def measure(page, sizes: list[int], presses: int, quick: bool) -> dict:
     results["first_paint"] = [first_paint(page, 2 + i, 1 + i, n) for i, n in enumerate(sizes)]
     results["frame"] = [frame_time(page, 1 + i, n, 3 if quick else 8) for i, n in enumerate(sizes)]
     results["gesture"] = [gesture_time(page, 1 + i, n) for i, n in enumerate(sizes)]
+    live_cell = 4 + len(sizes)
+    run_cell(page, live_cell)
+    page.wait_for_function(f"() => [...document.querySelectorAll('.curator-scatter')].slice(1, {1 + len(sizes)})"
+                           ".every((el) => el.dataset.gestures === 'live')", timeout=60_000)
+    results["gesture_live"] = [gesture_time(page, 1 + i, n) for i, n in enumerate(sizes)]
+    run_cell(page, live_cell + 1)
+    page.wait_for_function(f"() => [...document.querySelectorAll('.curator-scatter')].slice(1, {1 + len(sizes)})"
+                           ".every((el) => el.dataset.gestures !== 'live' || Number(el.dataset.frameMs) <= 60)",
+                           timeout=60_000)
     results["lasso"] = [lasso_all(page, 1 + i, n, 1 if quick else 2) for i, n in enumerate(sizes)]
     cell = 2 + len(sizes)
     run_cell(page, cell)
@@ -262,7 +275,7 @@ def main(argv: list[str] | None = None, lab=None, browser=None) -> dict:
               f"{p['first_frame_ms']:>5.0f} ms")
     for f in results["frame"]:
         print(f"{'full redraw frame, ' + format(f['points'], ',') + ' points':<46}{f['frame_ms_median']:>11.0f} ms")
-    for g in results["gesture"]:
+    for g in results["gesture"] + results["gesture_live"]:
         label = f"drag: pointer move -> frame ({g['mode']}), {g['points']:,}"
         print(f"{label:<46}{g['move_to_frame_ms_median']:>11.0f} ms")
         for k, v in g["settle_ms"].items():
