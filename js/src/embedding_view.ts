@@ -76,7 +76,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
   lassoSvg.setAttribute("class", "curator-scatter-lasso");
   const lassoPath = document.createElementNS(svgNS, "path");
   lassoSvg.appendChild(lassoPath);
-  const stage = h("div", { class: "curator-scatter-stage" }, canvas, lassoSvg as unknown as HTMLElement, tooltip, legend);
+  const stage = h("div", { class: "curator-scatter-stage" }, canvas, lassoSvg, tooltip, legend);
   root.append(toolbar, stage, err.el);
   stage.style.height = m.get("height") || "480px";
 
