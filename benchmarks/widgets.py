@@ -127,15 +127,16 @@ def gesture_time(page, nth: int, n: int, steps: int = 12) -> dict:
         page.wait_for_timeout(16)  # about one move per display frame, as a hand drags
     page.mouse.up()
     settle = {}
+
+    def settled(name: str) -> None:  # the deferred redraw after a gesture: data-settles counts them
+        page.wait_for_function(f"() => Number(document.querySelectorAll('.curator-scatter')[{nth}].dataset.settles) > "
+                               f"{settles + len(settle)}", timeout=120_000)
+        settle[name] = float(loc.get_attribute("data-settle-ms"))
+
     if mode == "deferred":
-        page.wait_for_function(f"() => Number(document.querySelectorAll('.curator-scatter')[{nth}].dataset.settles) > {settles}",
-                               timeout=120_000)
-        settle["drag"] = float(loc.get_attribute("data-settle-ms"))
-        settles += 1
+        settled("drag")
         page.mouse.wheel(0, -240)
-        page.wait_for_function(f"() => Number(document.querySelectorAll('.curator-scatter')[{nth}].dataset.settles) > {settles}",
-                               timeout=120_000)
-        settle["wheel"] = float(loc.get_attribute("data-settle-ms"))
+        settled("wheel")
     moves = recorded_moves(page, nth)
     page.evaluate(f"() => document.querySelectorAll('.curator-scatter')[{nth}].curatorScatter.reset()")
     return {"points": n, "mode": mode, "frame_ms_measured": float(loc.get_attribute("data-frame-ms") or "nan"),

@@ -220,6 +220,20 @@ def test_published_weights_only_by_name_and_offline_error(monkeypatch, tmp_path)
         build_backbone("small_cnn", weights="IMAGENET1K_V1")
 
 
+def test_cli_backbone_choices_are_the_models_backbones():
+    """`curator train --backbone` lists the names literally (no torch import to build the CLI): keep them in step."""
+    import argparse
+
+    from curator_widgets.commands import train as train_cmd
+    from curator_widgets.models import BACKBONES
+
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    backbone = next(a for a in sub._actions if a.dest == "backbone")
+    assert tuple(backbone.choices) == BACKBONES
+
+
 def test_cifar_stem_keeps_resolution_and_refuses_imagenet_weights(tmp_path):
     """resnet*_cifar: 3x3 stride-1 stem, no max-pool, so a 64 px chip ends in an 8x8 map (ImageNet stem: 2x2)."""
     maps = {}

@@ -10,7 +10,6 @@ import { errorBar, formatCount, h, notice } from "./shared/dom";
 import { ImageSource } from "./shared/images";
 import { makeInvoke, onChange, onMessage, type Model } from "./shared/model";
 import { autoPointSize, buildPoints, selectionArray, spatialIndex } from "./scatter_logic";
-import KDBush from "kdbush";
 import {
   IDENTITY,
   chooseGestures,
@@ -121,7 +120,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
     const size = Number(m.get("point_size")) || autoPointSize(n);
     const points = buildPoints(xy, codes, pal.length, hi);
     const index = spatialIndex(points.x, points.y);
-    cols = { x: points.x, y: points.y, index: KDBush.from(index) as unknown as PointIndex, size };
+    cols = { x: points.x, y: points.y, index: index as unknown as PointIndex, size };
     const t1 = performance.now();
     await scatter.set({
       pointColor: pal,
@@ -135,7 +134,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
       zDataType: "categorical",
       wDataType: "continuous",
       select: sel && sel.length ? Array.from(sel) : undefined,
-      spatialIndex: index,
+      spatialIndex: index.data,
     } as any);
     const t2 = performance.now();
     requestAnimationFrame(() => {
@@ -214,7 +213,7 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
         root.dataset.frameMs = frameMs.toFixed(1);
         root.dataset.settleMs = frameMs.toFixed(1); // gesture end -> sharp frame
         root.dataset.settles = String(Number(root.dataset.settles || 0) + 1);
-        if ((m.get("gestures") || "auto") === "auto" && !drag) applyGestureMode();
+        if (!drag) applyGestureMode(); // "auto" follows the frame time just measured
       },
       1,
     );

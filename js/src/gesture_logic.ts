@@ -13,8 +13,6 @@ export interface Affine {
   ty: number;
 }
 
-export type GestureMode = "auto" | "live" | "deferred";
-
 export const IDENTITY: Affine = Object.freeze({ s: 1, tx: 0, ty: 0 });
 
 export function isIdentity(a: Affine): boolean {

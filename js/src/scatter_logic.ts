@@ -69,12 +69,12 @@ export function autoPointSize(n: number): number {
 
 /**
  * regl-scatterplot's hover/click index (KDBush v4, the library it bundles) built straight from the
- * x/y columns. Given as draw()'s `spatialIndex`, it spares regl-scatterplot from copying a million
- * [x, y, z, w] arrays into a worker and back to build the same index.
+ * x/y columns. Its `.data` given as draw()'s `spatialIndex` spares regl-scatterplot from copying a
+ * million [x, y, z, w] arrays into a worker and back to build the same index.
  */
-export function spatialIndex(x: Float32Array, y: Float32Array, nodeSize = 16): ArrayBuffer {
+export function spatialIndex(x: Float32Array, y: Float32Array, nodeSize = 16): KDBush {
   const index = new KDBush(x.length, nodeSize, Float32Array);
   for (let i = 0; i < x.length; i++) index.add(x[i], y[i]);
   index.finish();
-  return index.data as ArrayBuffer;
+  return index;
 }

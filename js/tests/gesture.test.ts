@@ -1,4 +1,3 @@
-import KDBush from "kdbush";
 import { describe, expect, it } from "vitest";
 import {
   IDENTITY,
@@ -73,7 +72,7 @@ describe("lasso and click without redraws", () => {
   const n = 4000;
   const x = Float32Array.from({ length: n }, rand);
   const y = Float32Array.from({ length: n }, rand);
-  const index = KDBush.from(spatialIndex(x, y)) as unknown as PointIndex;
+  const index = spatialIndex(x, y) as unknown as PointIndex;
 
   it("maps screen pixels back to model space", () => {
     const view = camera(2.3, -0.4, 0.15);

@@ -1,6 +1,6 @@
+import KDBush from "kdbush";
 import { describe, expect, it } from "vitest";
 import { encodeArray } from "../src/shared/arrays";
-import KDBush from "kdbush";
 import {
   autoPointSize,
   buildPoints,
@@ -42,7 +42,7 @@ describe("scatter data", () => {
     const n = 5000;
     const x = Float32Array.from({ length: n }, rand);
     const y = Float32Array.from({ length: n }, rand);
-    const index = KDBush.from(spatialIndex(x, y));
+    const index = KDBush.from(spatialIndex(x, y).data); // the serialized form regl-scatterplot reads
     expect(index.numItems).toBe(n);
     const got = index.range(-0.2, -0.1, 0.3, 0.25).sort((a: number, b: number) => a - b);
     const want: number[] = [];

@@ -54,6 +54,16 @@ def test_drawing_a_box_updates_the_python_trait(page, lab_root):
     doc_screenshot(region, "region_picker")
 
 
+# () => ((x, y) => [px, py]): where the scatter draws model point (x, y) under the current camera, in
+# CSS px of its canvas (regl-scatterplot: clip = diag(h / w, 1) * view * (x, y); gesture_logic.screenOf)
+SCREEN_OF = """() => {
+    const s = document.querySelector('.curator-scatter').curatorScatter;
+    const c = document.querySelector('.curator-scatter canvas');
+    const [w, h, v] = [c.clientWidth, c.clientHeight, s.get('cameraView')];
+    return (x, y) => [(1 + (h / w) * (v[0] * x + v[4] * y + v[12])) * w / 2, (1 - (v[1] * x + v[5] * y + v[13])) * h / 2];
+}"""
+
+
 def test_scatter_renders_100k_points_and_lasso_updates_python(page, lab_root):
     scatter = page.locator(".curator-scatter")
     scatter.scroll_into_view_if_needed()
@@ -97,14 +107,10 @@ def test_scatter_renders_100k_points_and_lasso_updates_python(page, lab_root):
         canvas = scatter.locator("canvas").bounding_box()
         poly = [(x - canvas["x"], y - canvas["y"]) for x, y in path]
         expected = page.evaluate("""(poly) => {
-            const s = document.querySelector('.curator-scatter').curatorScatter;
-            const c = document.querySelector('.curator-scatter canvas');
-            const [w, h] = [c.clientWidth, c.clientHeight];
-            const v = s.get('cameraView');
+            const screenOf = (""" + SCREEN_OF + """)();
             let count = 0;
-            for (const p of s.get('points')) {
-                const sx = (1 + (h / w) * (v[0] * p[0] + v[4] * p[1] + v[12])) * w / 2;
-                const sy = (1 - (v[1] * p[0] + v[5] * p[1] + v[13])) * h / 2;
+            for (const p of document.querySelector('.curator-scatter').curatorScatter.get('points')) {
+                const [sx, sy] = screenOf(p[0], p[1]);
                 let inside = false;
                 for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
                     const [xi, yi] = poly[i], [xj, yj] = poly[j];
@@ -121,15 +127,6 @@ def test_scatter_renders_100k_points_and_lasso_updates_python(page, lab_root):
     doc_screenshot(scatter, "embedding_view")
 
 
-SCREEN_OF = """(v) => {  // screen position (CSS px) of model point (0.3, -0.2) under camera view v
-    const c = document.querySelector('.curator-scatter canvas');
-    const [w, h] = [c.clientWidth, c.clientHeight];
-    const [x, y] = [0.3, -0.2];
-    const vx = v[0] * x + v[4] * y + v[12], vy = v[1] * x + v[5] * y + v[13];
-    return [(1 + (h / w) * vx) * w / 2, (1 - vy) * h / 2];
-}"""
-
-
 def test_slow_frames_pan_and_zoom_by_moving_the_frame_then_redraw(page):
     scatter = page.locator(".curator-scatter")
     scatter.scroll_into_view_if_needed()
@@ -140,8 +137,8 @@ def test_slow_frames_pan_and_zoom_by_moving_the_frame_then_redraw(page):
     if mode == "live":
         pytest.skip(f"one frame takes {frame_ms:.0f} ms here: pan/zoom redraw live, nothing is deferred")
     scatter.get_by_role("button", name="Pan").click()
-    view = "() => Array.from(document.querySelector('.curator-scatter').curatorScatter.get('cameraView'))"
-    before = page.evaluate(f"({SCREEN_OF})(({view})())")
+    probe = f"() => ({SCREEN_OF})()(0.3, -0.2)"  # a model point's position on screen
+    before = page.evaluate(probe)
     settles = int(scatter.get_attribute("data-settles") or 0)
     box = scatter.locator("canvas").bounding_box()
     x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
@@ -156,7 +153,7 @@ def test_slow_frames_pan_and_zoom_by_moving_the_frame_then_redraw(page):
     page.wait_for_function(f"() => Number(document.querySelector('.curator-scatter').dataset.settles) > {settles}",
                            timeout=60_000)
     assert page.evaluate("() => document.querySelector('.curator-scatter canvas').style.transform") == ""
-    after = page.evaluate(f"({SCREEN_OF})(({view})())")
+    after = page.evaluate(probe)
     # the sharp redraw put the point where the moved frame showed it
     assert abs(after[0] - before[0] - 80) < 0.5 and abs(after[1] - before[1] - 40) < 0.5, (before, after)
     # wheel up zooms in about the pointer: a point right of the pointer moves further right
@@ -167,7 +164,7 @@ def test_slow_frames_pan_and_zoom_by_moving_the_frame_then_redraw(page):
     page.mouse.wheel(0, -200)
     page.wait_for_function(f"() => Number(document.querySelector('.curator-scatter').dataset.settles) > {settles}",
                            timeout=60_000)
-    zoomed = page.evaluate(f"({SCREEN_OF})(({view})())")
+    zoomed = page.evaluate(probe)
     factor = math.exp(0.4) ** 2  # gesture_logic.wheelFactor(-200) twice
     # wheel events carry whole-pixel positions: the zoom centre is off by up to half a pixel, times factor - 1
     assert abs(zoomed[0] - (after[0] - 40) - 40 * factor) < 1.5, (after, zoomed)
@@ -179,14 +176,10 @@ def test_slow_frames_pan_and_zoom_by_moving_the_frame_then_redraw(page):
         s.reset();
         s.redraw();
     })""")
-    target = page.evaluate("""() => {
-        const s = document.querySelector('.curator-scatter').curatorScatter;
-        const c = document.querySelector('.curator-scatter canvas');
-        const [w, h] = [c.clientWidth, c.clientHeight];
-        const p = s.get('points')[7], v = s.get('cameraView');
-        const vx = v[0] * p[0] + v[4] * p[1] + v[12], vy = v[1] * p[0] + v[5] * p[1] + v[13];
-        return [(1 + (h / w) * vx) * w / 2, (1 - vy) * h / 2];
-    }""")
+    target = page.evaluate(f"""() => {{
+        const p = document.querySelector('.curator-scatter').curatorScatter.get('points')[7];
+        return ({SCREEN_OF})()(p[0], p[1]);
+    }}""")
     assert 0 < target[0] < box["width"] and 0 < target[1] < box["height"], target
     page.mouse.move(box["x"] + target[0], box["y"] + target[1])
     page.wait_for_function("() => document.querySelector('.curator-scatter-tooltip').style.display === 'block'",
