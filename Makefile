@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 WS     ?= curator-demo
 
-.PHONY: demo test install browsers lab clean
+.PHONY: demo test install browsers postgres lab clean docs-images
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ demo: $(VENV)/.installed
 browsers:
 	bash scripts/ensure_chromium.sh
 
-test: $(VENV)/.installed browsers
+postgres:
+	bash scripts/ensure_postgres.sh
+
+test: $(VENV)/.installed browsers postgres
 	bash scripts/test.sh
+
+# Browser tests write widget screenshots to artifacts/screenshots/ (ignored); copy them into the docs.
+docs-images:
+	@ls artifacts/screenshots/*.png >/dev/null 2>&1 || { echo "no screenshots yet: run the browser tests (pytest tests/browser)" >&2; exit 1; }
+	cp artifacts/screenshots/*.png docs/images/
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/

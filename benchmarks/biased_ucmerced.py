@@ -16,8 +16,6 @@ Both arms share round 0.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -26,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_table, write_results  # noqa: E402
 
 from curator_widgets.paths import shared_data_dir  # noqa: E402
 
@@ -104,6 +102,64 @@ def prepare(workdir: Path, cfg: dict, seed: int):
     return ws, pool, test, run0
 
 
+def round0_selection_check(ws, run0: str, pool: np.ndarray, labels: np.ndarray, n: int, seed: int,
+                           starts: int = 10, draws: int = 200) -> dict:
+    """Class-size std of n chips picked by FPS on the round-0 embeddings (several random starts) against
+    random draws of n, with no retraining: how well this seed's embedding lets diversity balance classes."""
+    from curator_widgets.class_stats import class_counts
+    from curator_widgets.embed import load_embeddings
+    from curator_widgets.sampling import farthest_point_sample
+
+    X = np.asarray(load_embeddings(ws, run0), dtype=np.float32)[pool]
+    classes = sorted(set(labels[pool].tolist()))
+    rng = np.random.default_rng(seed)
+
+    def std(idx: np.ndarray) -> float:
+        return float(np.std(list(class_counts(labels[pool][idx].tolist(), classes).values())))
+
+    fps = [std(farthest_point_sample(X, n, start=int(s0))[0]) for s0 in rng.choice(len(pool), starts, replace=False)]
+    rnd = [std(rng.choice(len(pool), n, replace=False)) for _ in range(draws)]
+    return {"seed": seed, "fps_std_mean": float(np.mean(fps)), "fps_std_std": float(np.std(fps)),
+            "random_std_mean": float(np.mean(rnd)), "random_std_std": float(np.std(rnd)), "starts": starts,
+            "draws": draws}
+
+
+def doc_tables(res: dict) -> dict[str, str]:
+    """The table and summary docs/sampling.md shows (tools/gen_docs.py fills them from the committed JSON)."""
+    d_rounds, r_rounds = res["arms"]["diverse"]["rounds"], res["arms"]["random"]["rounds"]
+
+    def ms(row: dict, key: str, fmt: str) -> str:
+        return "-" if key not in row else f"{row[key]:{fmt}} +- {row.get(key + '_std', 0.0):{fmt}}"
+
+    table = markdown_table(
+        ["round", "class-size std, diverse", "class-size std, random", "kNN acc, diverse", "kNN acc, random",
+         "linear acc, diverse", "linear acc, random"],
+        (["0 (shared)" if d["round"] == 0 else d["round"], ms(d, "class_size_std", ".2f"), ms(r, "class_size_std", ".2f"),
+          ms(d, "knn_acc", ".3f"), ms(r, "knn_acc", ".3f"), ms(d, "linear_acc", ".3f"), ms(r, "linear_acc", ".3f")]
+         for d, r in zip(d_rounds, r_rounds)))
+    seeds = len(res.get("seeds") or [])
+    later = [(d, r) for d, r in zip(d_rounds, r_rounds) if d["round"] > 0]
+
+    def avg(arm: int, key: str) -> float:
+        return float(np.mean([pair[arm][key] for pair in later]))
+
+    ahead = sum(d["linear_acc"] > r["linear_acc"] for d, r in later)
+    summary = (f"Averaged over rounds 1-{len(later)}: linear probe {avg(0, 'linear_acc'):.3f} diverse against "
+               f"{avg(1, 'linear_acc'):.3f} random (diverse ahead in {ahead} of {len(later)} rounds), kNN probe "
+               f"{avg(0, 'knn_acc'):.3f} against {avg(1, 'knn_acc'):.3f}, class-size std {avg(0, 'class_size_std'):.2f} "
+               f"against {avg(1, 'class_size_std'):.2f}.")
+    checks = res.get("round0_selection") or []
+    if checks:
+        c0 = checks[0]
+        summary += (f" Farthest-point sampling on each seed's round-0 embeddings, with no retraining "
+                    f"({c0['starts']} random starts, against {c0['draws']} random draws of {res['settings']['n']}), "
+                    "gives a class-size std of " + "; ".join(
+                        f"{c['fps_std_mean']:.2f} +- {c['fps_std_std']:.2f} against {c['random_std_mean']:.2f} +- "
+                        f"{c['random_std_std']:.2f} for seed {c['seed']}" for c in checks) + ".")
+    return {"main": f"Mean +- std over {seeds} seed(s) (commit `{(res.get('commit') or '?')[:10]}`):\n\n{table}",
+            "summary": summary}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="4 classes, 1 round, 1 epoch at 32 px")
@@ -116,7 +172,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "curator-bench-biased-ucmerced",
                     help="workspaces (models, embeddings) live here; re-running resumes")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "biased_ucmerced.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "biased_ucmerced.json")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     from curator_widgets.balance import class_counts, iterative_balance, plot_balance
@@ -125,6 +181,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     arms: dict[str, list[dict]] = {"diverse": [], "random": []}
     pool_counts = None
+    fps_check: list[dict] = []
     for seed in range(1 if args.quick else args.seeds):
         ws, pool, test, run0 = prepare(args.workdir, cfg, seed)
         labels = ws.manifest["label"].to_numpy(dtype=object)
@@ -135,8 +192,10 @@ def main(argv=None) -> dict:
                                     train_kwargs={"knn": False, "seed": seed,
                                                   **{**cfg["train"], "epochs": cfg["round_epochs"]}})
             arms[arm].append(doc)
-    res = {"benchmark": "biased_ucmerced", "quick": args.quick, "settings": cfg, "seeds": len(arms["diverse"]),
-           "pool_class_sizes": pool_counts, "arms": {}, "machine": platform.platform()}
+        fps_check.append(round0_selection_check(ws, run0, pool, labels, cfg["n"], seed))
+    seeds = list(range(len(arms["diverse"])))
+    res = {"benchmark": "biased_ucmerced", "quick": args.quick, "settings": cfg, "pool_class_sizes": pool_counts,
+           "arms": {}}
     for arm, docs in arms.items():
         rounds = []
         for r in range(cfg["rounds"] + 1):
@@ -150,18 +209,24 @@ def main(argv=None) -> dict:
             entry["classes_present"] = float(np.mean([sum(v > 0 for v in row["class_counts"].values()) for row in rows]))
             rounds.append(entry)
         res["arms"][arm] = {"rounds": rounds}
+    res["per_seed"] = [{"seed": i, "diverse": [{k: row.get(k) for k in ("round", "class_size_std", "knn_acc", "linear_acc")}
+                                               for row in d["rounds"]],
+                        "random": [{k: row.get(k) for k in ("round", "class_size_std", "knn_acc", "linear_acc")}
+                                   for row in r["rounds"]]}
+                       for i, (d, r) in enumerate(zip(arms["diverse"], arms["random"]))]
+    res["round0_selection"] = fps_check
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"Biased UC Merced: pool {sum(pool_counts.values())} chips in {len(pool_counts)} classes "
           f"({max(pool_counts.values())} .. {min(pool_counts.values())}), n={cfg['n']} per round, "
-          f"{res['seeds']} seed(s); probe = kNN/linear on the selection, tested on the balanced held-out set")
-    print(f"{'round':>5} | {'class-size std':^17} | {'classes present':^17} | {'kNN acc':^15} | {'linear acc':^15}")
-    print(f"{'':>5} | {'diverse':>8} {'random':>8} | {'diverse':>8} {'random':>8} | {'diverse':>7} {'random':>7} | "
-          f"{'diverse':>7} {'random':>7}")
-    for d, r in zip(res["arms"]["diverse"]["rounds"], res["arms"]["random"]["rounds"]):
-        label = "0*" if d["round"] == 0 else str(d["round"])
-        print(f"{label:>5} | {d['class_size_std']:>8.2f} {r['class_size_std']:>8.2f} | {d['classes_present']:>8.1f} "
-              f"{r['classes_present']:>8.1f} | {d.get('knn_acc', float('nan')):>7.3f} {r.get('knn_acc', float('nan')):>7.3f} | "
-              f"{d.get('linear_acc', float('nan')):>7.3f} {r.get('linear_acc', float('nan')):>7.3f}")
+          f"{len(seeds)} seed(s); probe = kNN/linear on the selection, tested on the balanced held-out set")
+    nan = float("nan")
+    print(markdown_table(
+        ["round", "class-size std, diverse", "class-size std, random", "classes present, diverse",
+         "classes present, random", "kNN acc, diverse", "kNN acc, random", "linear acc, diverse", "linear acc, random"],
+        (["0*" if d["round"] == 0 else d["round"], f"{d['class_size_std']:.2f}", f"{r['class_size_std']:.2f}",
+          f"{d['classes_present']:.1f}", f"{r['classes_present']:.1f}", f"{d.get('knn_acc', nan):.3f}",
+          f"{r.get('knn_acc', nan):.3f}", f"{d.get('linear_acc', nan):.3f}", f"{r.get('linear_acc', nan):.3f}"]
+         for d, r in zip(res["arms"]["diverse"]["rounds"], res["arms"]["random"]["rounds"]))))
     print("0* = the shared bootstrap model, trained on the whole long-tailed pool (its probe uses every pool label)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:
@@ -169,8 +234,7 @@ def main(argv=None) -> dict:
                      labels=[f"diverse s{i}" for i in range(len(arms["diverse"]))] +
                      [f"random s{i}" for i in range(len(arms["random"]))])
         res["plot"] = str(args.out.with_suffix(".png"))
-    args.out.write_text(json.dumps(res, indent=2))
-    return res
+    return write_results(args.out, res, seeds=seeds, started=t0)
 
 
 if __name__ == "__main__":

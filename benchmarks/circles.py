@@ -16,8 +16,6 @@ selection, for n = 500 and larger; plus how many random points it takes to match
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 import warnings
@@ -25,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_table, write_results  # noqa: E402
 
 from curator_widgets.balance import class_size_std  # noqa: E402
 from curator_widgets.sampling import farthest_point_sample  # noqa: E402
@@ -152,6 +150,27 @@ def plot(res: dict, path: Path, seed: int, n: int) -> None:
     plt.close(fig)
 
 
+def doc_tables(res: dict) -> dict[str, str]:
+    """The tables docs/sampling.md shows (tools/gen_docs.py fills them from the committed JSON)."""
+    t = res["table"]
+    main = markdown_table(["n", "random", "diverse (FPS)", "class-size std, random", "class-size std, diverse"],
+                          ([r["n"], f"{r['random_acc_mean']:.3f} +- {r['random_acc_std']:.3f} ({r['random_plain_acc_mean']:.2f})",
+                            f"{r['diverse_acc_mean']:.3f} +- {r['diverse_acc_std']:.3f} ({r['diverse_plain_acc_mean']:.2f})",
+                            f"{r['random_class_std_mean']:.1f} +- {r['random_class_std_std']:.1f}",
+                            f"{r['diverse_class_std_mean']:.1f} +- {r['diverse_class_std_std']:.1f}"] for r in t))
+    n0, m = t[0]["n"], res["random_points_to_match_diverse"]
+    lines = [f"Random selection needs **{'more than the largest n' if m is None else f'{m:,.0f} points ({m / n0:.1f}x)'}** "
+             f"to match diverse selection at {n0}."]
+    names = {"knn1": "1-nearest-neighbour", "tree": "a decision tree", "knn5": "5-nearest-neighbour"}
+    others = [f"{names.get(k, k)} {v['random'][0]:.3f} +- {v['random'][1]:.3f} random vs "
+              f"**{v['diverse'][0]:.3f} +- {v['diverse'][1]:.3f}** diverse" for k, v in res["other_classifiers"].items()]
+    if others:
+        lines.append(f"Other classifiers at n = {n0}: " + "; ".join(others) + ".")
+    seeds = len(res.get("seeds") or [])
+    return {"main": f"Mean +- std over {seeds} seeds (commit `{(res.get('commit') or '?')[:10]}`):\n\n{main}",
+            "summary": " ".join(lines)}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 seeds, sizes 500 and 750")
@@ -159,8 +178,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--sizes", type=int, nargs="*", default=[500, 750, 1000, 1250, 1500, 2000, 2500, 3000])
     ap.add_argument("--classifier", default="knn5", choices=list(classifiers()))
     ap.add_argument("--noise", type=float, default=0.0, help="radial Gaussian noise (default 0: clean rings)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "circles.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "circles.json")
     args = ap.parse_args(argv)
+    started = time.perf_counter()
     seeds = list(range(2 if args.quick else args.seeds))
     sizes = [500, 750] if args.quick else sorted(args.sizes)
     extra = [] if args.quick else [c for c in classifiers() if c != args.classifier]
@@ -176,29 +196,19 @@ def main(argv=None) -> dict:
             rows = run(seeds, sizes, args.classifier, extra, args.noise)
     finally:
         torch.set_num_threads(threads)
-    res = {"benchmark": "circles", "quick": args.quick, "seeds": len(seeds), "classifier": args.classifier,
+    res = {"benchmark": "circles", "quick": args.quick, "classifier": args.classifier,
            "noise": args.noise, "published": PUBLISHED, **summarize(rows, sizes, args.classifier, extra),
-           "machine": platform.platform(), "seconds": round(time.perf_counter() - t0, 1)}
+           "seconds": round(time.perf_counter() - t0, 1)}
     print(f"Biased Circles, {len(seeds)} seeds, classifier {args.classifier}; accuracy = mean per-ring recall on a "
           "random 20% held-out set (plain accuracy in brackets)")
-    print(f"{'n':>5} | {'random acc':>17} | {'diverse acc':>17} | {'random class std':>16} | {'diverse class std':>17}")
-    for r in res["table"]:
-        print(f"{r['n']:>5} | {r['random_acc_mean']:.3f} +- {r['random_acc_std']:.3f} ({r['random_plain_acc_mean']:.2f})"
-              f" | {r['diverse_acc_mean']:.3f} +- {r['diverse_acc_std']:.3f} ({r['diverse_plain_acc_mean']:.2f})"
-              f" | {r['random_class_std_mean']:7.1f} +- {r['random_class_std_std']:4.1f}"
-              f" | {r['diverse_class_std_mean']:8.1f} +- {r['diverse_class_std_std']:4.1f}")
-    m = res["random_points_to_match_diverse"]
-    print("random points to match diverse at 500:", "not reached" if m is None else f"{m:.0f} ({m / sizes[0]:.1f}x)")
-    for name, v in res["other_classifiers"].items():
-        print(f"  other classifier {name:>5} at n={sizes[0]}: random {v['random'][0]:.3f} +- {v['random'][1]:.3f}, "
-              f"diverse {v['diverse'][0]:.3f} +- {v['diverse'][1]:.3f}")
+    for table in doc_tables(res).values():
+        print(table)
     print(f"published: random 0.484 +- 0.003, diverse 0.906 +- 0.011, random needs about 2.5x the points")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:
         plot(res, args.out.with_suffix(".png"), 0, sizes[0])
         res["plot"] = str(args.out.with_suffix(".png"))
-    args.out.write_text(json.dumps(res, indent=2))
-    return res
+    return write_results(args.out, res, seeds=seeds, started=started)
 
 
 if __name__ == "__main__":

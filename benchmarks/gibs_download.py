@@ -13,9 +13,6 @@ Writes benchmarks/results/gibs_download.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -24,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_table, write_results  # noqa: E402
 
 from curator_widgets.paths import shared_data_dir  # noqa: E402
 from curator_widgets.sources.download import TileDownloader, TileRequest  # noqa: E402
@@ -152,19 +149,47 @@ def bench_source(server: "RemoteServer", level: int, size: int, repeats: int) ->
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def _ratio_rows(results: dict) -> list[dict]:
+    """Per latency: tiles/s at concurrency 1 and 16, and their ratio."""
+    rows = results["download"]
+    out = []
+    for latency in sorted({r["latency_ms"] for r in rows}):
+        one = next(r for r in rows if r["latency_ms"] == latency and r["concurrency"] == 1)
+        many = next(r for r in rows if r["latency_ms"] == latency and r["concurrency"] == 16)
+        out.append({"latency_ms": latency, "one": one["tiles_per_s"], "many": many["tiles_per_s"],
+                    "ratio": many["tiles_per_s"] / one["tiles_per_s"]})
+    return out
+
+
+def doc_tables(results: dict) -> dict[str, str]:
+    """docs/gibs.md's tables (tools/gen_docs.py fills them from the committed JSON)."""
+    load = (results.get("machine") or {}).get("load_avg")
+    when = f"commit `{(results.get('commit') or '?')[:10]}`" + (f", load average {load[0]:.1f}" if load else "")
+    download = markdown_table(["latency per tile", "concurrency 1", "concurrency 16", "ratio"],
+                              ([f"{r['latency_ms']:.0f} ms", f"{r['one']:.1f} tiles/s", f"{r['many']:.1f} tiles/s",
+                                f"{r['ratio']:.1f}x"] for r in _ratio_rows(results)))
+    cutting = markdown_table(["chip size", "chips", "cut only", "cut + quality flags"],
+                             ([f"{c['size']} px", c["chips"], f"{c['cut_chips_per_s']:.0f} chips/s",
+                               f"{c['cut_quality_chips_per_s']:.0f} chips/s"] for c in results["cutting"]))
+    s = results["source"]
+    source = markdown_table(["GIBSSource from cached tiles", "chips", "seconds", "rate"],
+                            [[f"level {s['level']}, {s['size']} px chips", s["chips"], f"{s['seconds']:.1f}",
+                              f"{s['chips_per_s']:.0f} chips/s"]])
+    return {"download": f"{download}\n\n({when})", "cutting": cutting, "source": source}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gibs_download.json"))
+    ap.add_argument("--out", default=str(RESULTS / "gibs_download.json"))
     args = ap.parse_args(argv)
-
+    started = time.perf_counter()
     gibs = shared_data_dir() / "gibs"
     level = 1 if args.quick else 3
     tiles = tile_set(level)
     repeats = 1 if args.quick else 3
     latencies = [0.0, 0.05] if args.quick else [0.0, 0.05, 0.2]
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "platform": platform.platform()}, "quick": args.quick}
+    results: dict = {"quick": args.quick}
     with RemoteServer(gibs) as server:
         # render and encode every tile once, so the runs time the transfer, not the test server
         warm = Path(tempfile.mkdtemp(prefix="curator-bench-warm-"))
@@ -186,31 +211,16 @@ def main(argv: list[str] | None = None) -> dict:
         mosaic = np.asarray(im.convert("RGB"))
     results["cutting"] = [bench_cutting(mosaic, s, repeats) for s in ((256,) if args.quick else (64, 256))]
 
+    results["ratios"] = [{"latency_ms": r["latency_ms"], "ratio": r["ratio"]} for r in _ratio_rows(results)]
+    tables = doc_tables(results)
     print(f"\nTile downloads from the loopback server ({len(tiles)} tiles of 512 px, level {level})")
-    print("| latency per tile | concurrency 1 | concurrency 16 | ratio |")
-    print("|---|---|---|---|")
-    ratios = []
-    for latency in latencies:
-        one = next(r for r in rows if r["latency_ms"] == latency * 1000 and r["concurrency"] == 1)
-        six = next(r for r in rows if r["latency_ms"] == latency * 1000 and r["concurrency"] == 16)
-        ratio = six["tiles_per_s"] / one["tiles_per_s"]
-        ratios.append({"latency_ms": latency * 1000, "ratio": ratio})
-        print(f"| {latency * 1000:.0f} ms | {one['tiles_per_s']:.1f} tiles/s | {six['tiles_per_s']:.1f} tiles/s "
-              f"| {ratio:.1f}x |")
-    results["ratios"] = ratios
+    print(tables["download"])
     print(f"\nChip cutting on the real {mosaic.shape[1]}x{mosaic.shape[0]} MODIS mosaic")
-    print("| chip size | chips | cut only | cut + quality flags |")
-    print("|---|---|---|---|")
-    for c in results["cutting"]:
-        print(f"| {c['size']} px | {c['chips']} | {c['cut_chips_per_s']:.0f} chips/s | "
-              f"{c['cut_quality_chips_per_s']:.0f} chips/s |")
-    s = results["source"]
-    print(f"\nGIBSSource end to end from cached tiles (MODIS world, level {s['level']}, {s['size']} px chips): "
-          f"{s['chips']} chips ({s['blank_dropped']} blank dropped) in {s['seconds']:.1f} s = "
-          f"{s['chips_per_s']:.0f} chips/s")
+    print(tables["cutting"])
+    print()
+    print(tables["source"])
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(out, results, seeds=[], started=started)  # nothing random: fixed tiles, fixed windows
     print(f"\nwrote {out}")
     return results
 

@@ -33,11 +33,20 @@ timeout 130 python3 benchmarks/ssl_throughput.py --gpu-only --out "$OUT/ssl_thro
 el "exact FPS at 1M x 512 against HBM bandwidth"
 timeout 100 python3 benchmarks/sampling_speed.py --gpu-only --out "$OUT/sampling_speed_gpu.json" 2>&1 | grep -v Warning
 
+el "GPU paths of the index (faiss-gpu, else the torch search) and of the classifier heads"
+if python3 -c "import faiss" 2>/dev/null; then
+    timeout 120 python3 -m pytest tests/test_index.py tests/test_active.py -q -p no:cacheprovider -rs \
+        -k "torch_twin or device_resolution or head_errors" > "$OUT/pytest_gpu_index_heads.log" 2>&1
+    echo "pytest rc $?" >> "$OUT/pytest_gpu_index_heads.log"; tail -3 "$OUT/pytest_gpu_index_heads.log"
+else
+    echo "faiss is not installed on this machine: the index and heads GPU tests were not run" | tee "$OUT/pytest_gpu_index_heads.log"
+fi
+
 el "SSL quality on GPU budgets, and the GPU paths of the tests, side by side"
 export OMP_NUM_THREADS=4
 END=$(( $(date +%s) + 230 ))
 left() { echo $(( END - $(date +%s) )); }
-( timeout "$(left)" python3 -m pytest tests/test_train.py tests/test_sampling.py -q -p no:cacheprovider --timeout 150 \
+( timeout "$(left)" python3 -m pytest tests/test_train.py tests/test_sampling.py tests/test_preprocess.py -q -p no:cacheprovider --timeout 150 \
       -k "not benchmark" > "$OUT/pytest_gpu.log" 2>&1; echo "pytest rc $?" >> "$OUT/pytest_gpu.log" ) &
 ( timeout "$(left)" python3 benchmarks/ssl_quality.py --models resnet18_cifar:simsiam --epochs 100 --batch-size 128 \
       --workdir /tmp/q1 --out "$OUT/q_cifar_simsiam100.json" > "$OUT/q1.log" 2>&1

@@ -18,9 +18,6 @@ set, averaged over low-frequency classes and over the others; mean +- std over 5
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -29,18 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_table, write_results  # noqa: E402
 
 K_VALUES = (1.5, 2, 2.5, 3, 5, 10)
-
-
-def _bucm():
-    spec = importlib.util.spec_from_file_location("bench_biased_ucmerced_data", Path(__file__).with_name("biased_ucmerced.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def train_head(Xtr, ytr, w, n_classes: int, seed: int, epochs: int = 20, lr: float = 1e-3, batch: int = 64,
@@ -73,6 +62,34 @@ def per_class_accuracy(head, X, y, n_classes: int) -> np.ndarray:
     return np.array([(pred[y == c] == c).mean() for c in range(n_classes)])
 
 
+def doc_tables(res: dict) -> dict[str, str]:
+    """docs/sampling.md's table and its caption facts (tools/gen_docs.py fills them from the committed JSON)."""
+    table = markdown_table(["method", "low-frequency classes", "other classes", "all classes"],
+                           ([r["method"]] + [f"{r[k + '_mean']:.3f} +- {r[k + '_std']:.3f}"
+                                             for k in ("low_acc", "other_acc", "all_acc")] for r in res["table"]))
+    low = res["low_frequency_classes"]
+    setup = (f"Low-frequency classes ({len(low)}: {', '.join(low)}); undersampling to {res['undersample_threshold']}, "
+             f"oversampling to {res['oversample_threshold']}, {res['augmented_copies']} augmented copies; "
+             f"mean +- std over {len(res.get('seeds') or [])} seeds (commit `{(res.get('commit') or '?')[:10]}`):")
+    by = {r["method"]: r for r in res["table"]}
+    summary = ""
+    if {"baseline", "undersample", "oversample", "oversample augmented"} <= set(by):
+        pts = lambda a, b, k: 100 * (by[a][k + "_mean"] - by[b][k + "_mean"])  # noqa: E731
+        best = max(res["table"], key=lambda r: r["all_acc_mean"])["method"]
+        strongest = max((r for r in res["table"] if r["method"].startswith("reweight")), key=lambda r: r["low_acc_mean"],
+                        default=None)
+        summary = (f"Best overall: {best}. Augmented copies add {pts('oversample augmented', 'oversample', 'low_acc'):+.0f} "
+                   f"points on the rare classes over plain repeats; undersampling moves the frequent classes by "
+                   f"{pts('undersample', 'baseline', 'other_acc'):+.0f} points and the rare ones by "
+                   f"{pts('undersample', 'baseline', 'low_acc'):+.0f}")
+        if strongest is not None:
+            summary += (f"; the strongest reweighting ({strongest['method']}) moves the rare classes by "
+                        f"{pts(strongest['method'], 'baseline', 'low_acc'):+.0f} points and the others by "
+                        f"{pts(strongest['method'], 'baseline', 'other_acc'):+.0f}")
+        summary += " (differences of the means against the baseline row)."
+    return {"main": f"{setup}\n\n{table}", "summary": summary}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="4 classes, 1-epoch encoder, 1 seed")
@@ -81,7 +98,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "curator-bench-biased-ucmerced")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "importance_sampling.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "importance_sampling.json")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     import torch
@@ -91,7 +108,7 @@ def main(argv=None) -> dict:
     from curator_widgets.embed import embed_images, load_embeddings
     from curator_widgets.train import load_model
 
-    bucm = _bucm()
+    import biased_ucmerced as bucm  # the same split, settings and round-0 encoder
     cfg = bucm.settings(args.quick, epochs=args.epochs, image_size=args.image_size, batch_size=args.batch_size)
     t0 = time.perf_counter()
     ws, pool, test, run0 = bucm.prepare(args.workdir, cfg, seed=0)
@@ -145,21 +162,16 @@ def main(argv=None) -> dict:
                       "all_acc_mean": float(al.mean()), "all_acc_std": float(al.std()),
                       "per_class": {c: float(A[:, i].mean()) for i, c in enumerate(classes)}})
     res = {"benchmark": "importance_sampling", "quick": args.quick, "encoder_run": run0, "settings": cfg,
-           "seeds": len(seeds), "class_sizes": counts, "low_frequency_classes": low,
+           "class_sizes": counts, "low_frequency_classes": low,
            "undersample_threshold": under_t, "oversample_threshold": over_t, "augmented_copies": len(aug_y),
-           "table": table, "machine": platform.platform(), "torch_threads": torch.get_num_threads(),
+           "table": table, "torch_threads": torch.get_num_threads(),
            "seconds": round(time.perf_counter() - t0, 1)}
     print(f"Importance sampling on frozen SSL embeddings ({run0}, dim {X.shape[1]}); train = long-tailed pool "
           f"({len(pool)} chips, class sizes {sizes.max()}..{sizes.min()}), test = balanced held-out ({len(test)})")
     print(f"low-frequency classes (<= 25th percentile, {len(low)}): {', '.join(low)}; undersample to {under_t}, "
           f"oversample to {over_t}, {len(aug_y)} augmented copies; {len(seeds)} seeds")
-    print(f"{'method':<22} | {'low-frequency acc':^17} | {'other classes acc':^17} | {'all classes':^15}")
-    for r in table:
-        print(f"{r['method']:<22} | {r['low_acc_mean']:.3f} +- {r['low_acc_std']:.3f}   | "
-              f"{r['other_acc_mean']:.3f} +- {r['other_acc_std']:.3f}   | {r['all_acc_mean']:.3f} +- {r['all_acc_std']:.3f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2))
-    return res
+    print(doc_tables({**res, "seeds": seeds})["main"])
+    return write_results(args.out, res, seeds=seeds, started=t0)
 
 
 if __name__ == "__main__":

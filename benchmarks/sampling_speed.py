@@ -15,8 +15,6 @@ memory-bandwidth bound (N*d*bytes per pick / measured read bandwidth of this mac
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 import warnings
@@ -24,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_table, write_results  # noqa: E402
 
 from curator_widgets.sampling import (covering_radius, farthest_point_sample, nearest_pick_distances,  # noqa: E402
                                       random_sample, stratified_farthest_point_sample)
@@ -53,6 +51,22 @@ def reference_fps(features: np.ndarray, n: int, i: int) -> list[int]:
         set_output.append(set_input[inds])
         picks.append(inds)
     return picks
+
+
+def naive_torch_fps(X: np.ndarray, k: int, start: int) -> np.ndarray:
+    """The three-line row-major torch loop the issue measured against: min(m, |x|^2 - 2 X@c + |c|^2), argmax."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    x = x - x.mean(0)
+    sq = x.pow(2).sum(1)
+    m = torch.full((len(x),), float("inf"))
+    picks = [start]
+    for _ in range(k - 1):
+        c = x[picks[-1]]
+        m = torch.minimum(m, sq - 2 * (x @ c) + c.dot(c))
+        picks.append(int(m.argmax()))
+    return np.asarray(picks)
 
 
 def sklearn_kcenter(X: np.ndarray, k: int, start: int) -> list[int]:
@@ -147,6 +161,12 @@ def cpu_section(N: int, d: int, k: int, quick: bool, compiled: bool) -> dict:
     (p32, r32), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float32", engine="eager",
                                                                  progress=False))
     base = add("exact FPS float32 (eager)", t, N * d * 4, r32[-1], agree=1.0, picks=p32)
+    pn, t_naive = timed(lambda: naive_torch_fps(X, k, start))
+    add("naive row-major torch loop float32", t_naive, N * d * 4, agree=np.mean(pn == p32))
+    for lay in ("features", "rows"):
+        (pl, rl), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float32", engine="eager",
+                                                           layout=lay, progress=False))
+        add(f"exact FPS float32 (eager, layout {lay})", t, N * d * 4, rl[-1], agree=np.mean(pl == p32))
     sk_same = bool(np.array_equal(np.asarray(sk_picks), p32[:k_sk]))
     (p16, r16), t = timed(lambda: farthest_point_sample(X, k, start=start, dtype="float16", engine="eager",
                                                                  progress=False))
@@ -165,9 +185,13 @@ def cpu_section(N: int, d: int, k: int, quick: bool, compiled: bool) -> dict:
     rnd = random_sample(X, k, seed=0)
     add("random sample (for scale)", 0.0, None, covering_radius(X, rnd), picks=rnd)
     for r in rows:
-        if r["method"].startswith(("exact", "reference", "sklearn", "stratified")):
+        if r["method"].startswith(("exact", "reference", "sklearn", "stratified", "naive")):
             r["x_bound_float32"] = round(r["seconds"] / bound32, 2)
+            r["x_naive_loop"] = round(r["seconds"] / max(round(t_naive, 3), 1e-3), 2)  # the table's own seconds
+    from curator_widgets.sampling import calibrate_layout
+
     return {"N": N, "d": d, "k": k, "threads": torch.get_num_threads(), "read_bandwidth_GBps": round(bw / 1e9, 2),
+            "calibrated_layout": {"float32": calibrate_layout(d, "float32"), "float16": calibrate_layout(d, "float16")},
             "rows": rows, "reference_same_picks": same, "sklearn_same_picks": sk_same,
             "float32_eager_seconds": base["seconds"]}
 
@@ -213,25 +237,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--gpu-d", type=int, default=512)
     ap.add_argument("--gpu-k", type=int, default=10_000)
     ap.add_argument("--gpu-only", action="store_true", help="skip the CPU section (a lent GPU machine's time is short)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sampling_speed.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "sampling_speed.json")
     args = ap.parse_args(argv)
+    started = time.perf_counter()
     if args.gpu_only and not torch.cuda.is_available():
         ap.error("--gpu-only needs a CUDA device; run without it on the CPU")
     warnings.filterwarnings("ignore", message=".*non-writable.*")
     if args.threads:
         torch.set_num_threads(args.threads)
     N, d, k = (5_000, 32, 50) if args.quick else (args.n, args.d, args.k)
-    res = {"benchmark": "sampling_speed", "quick": args.quick, "machine": platform.platform(), "cpu": []}
+    res = {"benchmark": "sampling_speed", "quick": args.quick, "cpu": []}
     if not args.gpu_only:
         cpu = cpu_section(N, d, k, args.quick, compiled=not (args.quick or args.no_compiled))
         res.update({"cpu": cpu["rows"], **{k_: v for k_, v in cpu.items() if k_ != "rows"}})
         print(f"Exact FPS, N={N} d={d} k={k}, CPU with {cpu['threads']} torch threads, "
               f"measured read bandwidth {cpu['read_bandwidth_GBps']} GB/s")
-        print(f"{'method':<52} {'seconds':>9} {'ms/pick':>9} {'GB/s':>6} {'x bound32':>9} {'radius':>8} {'mean NN':>8}  note")
-        for r in cpu["rows"]:
-            print(f"{r['method']:<52} {r['seconds']:>9.2f} {r['ms_per_pick']:>9.2f} {r.get('effective_GBps', ''):>6} "
-                  f"{r.get('x_bound_float32', ''):>9} {'' if r['radius'] is None else r['radius']:>8} "
-                  f"{r.get('mean_nn_distance', ''):>8}  {r['note']}")
+        print(markdown_table(["method", "seconds", "ms_per_pick", "effective_GBps", "x_bound_float32", "x_naive_loop",
+                              "same_picks_as_float32_eager", "radius", "mean_nn_distance", "note"], cpu["rows"],
+                             header=["method", "seconds", "ms/pick", "GB/s", "x bound32", "x naive loop", "same picks",
+                                     "radius", "mean NN", "note"]))
         print(f"reference loop picks == ours on its subset: {cpu['reference_same_picks']}; "
               f"sklearn k-center picks == ours: {cpu['sklearn_same_picks']}")
     if torch.cuda.is_available():
@@ -244,9 +268,8 @@ def main(argv=None) -> dict:
     else:
         res["gpu"] = None
         print("\nGPU section: no CUDA device on this machine")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2))
-    return res
+    # seed 0: the mixture data, the start pick and the random sample
+    return write_results(args.out, res, seeds=[0], started=started)
 
 
 if __name__ == "__main__":

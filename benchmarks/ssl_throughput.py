@@ -15,9 +15,7 @@ Sections, all in one run on real UC Merced chips:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,14 +30,12 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_table, ucmerced_workspace, write_results  # noqa: E402
 
 from curator_widgets.augment import AugmentConfig, SatelliteAugment  # noqa: E402
 from curator_widgets.data import default_workers, load_chips  # noqa: E402
 from curator_widgets.models import Encoder, SSLModel, autocast, build_backbone  # noqa: E402
-from ssl_quality import make_workspace  # noqa: E402
 
 CPU_PLAN = [("small_cnn", 64, 256), ("small_cnn", 224, 64), ("resnet18", 64, 128), ("resnet18", 224, 32),
             ("resnet50", 64, 64), ("resnet50", 224, 16)]
@@ -282,6 +278,28 @@ def run_section(device: torch.device, plan, chips: dict[int, torch.Tensor], step
     return rows
 
 
+NAMES = {"small_cnn": "small CNN", "resnet18": "ResNet-18", "resnet50": "ResNet-50"}
+
+
+def doc_tables(result: dict) -> dict[str, str]:
+    """docs/training.md's throughput tables (tools/gen_docs.py fills them from the committed JSON)."""
+    load = (result.get("machine") or {}).get("load_avg")
+    rows = list(result.get("cpu") or []) + list((result.get("gpu") or {}).get("rows") or [])
+    main = markdown_table(["device", "backbone", "px", "batch", "images/s", "busy"],
+                          ([r["device"], NAMES.get(r["backbone"], r["backbone"]), r["size"], r["batch_size"],
+                            f"{r['images_per_s']:,.1f}", f"{r['utilization']['mean_util_pct']:.0f}%"] for r in rows))
+    comps = [("augmentation only, 64 px", result.get("augment_ratio")),
+             ("augmentation only, 224 px", result.get("augment_ratio_224")),
+             ("training the small CNN end to end, 64 px", result.get("train_ratio"))]
+    ratio = markdown_table(["comparison (CPU)", "batched on-device img/s", "DataLoader workers img/s", "ratio"],
+                           ([name, f"{r['device_batched_images_per_s']:,.1f}", f"{r['dataloader_images_per_s']:,.1f}",
+                             f"**{r['ratio']:.1f}x**"] for name, r in comps if r))
+    when = (f"(commit `{(result.get('commit') or '?')[:10]}`" + (f", load average {load[0]:.1f}" if load else "") +
+            f", whole run {result.get('wall_s', 0) / 60:.1f} min; GPU rows: "
+            f"{'measured' if result.get('gpu') else 'none, no GPU in this run'})")
+    return {"main": f"{main}\n\n{when}", "augment": ratio}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small CNN, tiny batches")
@@ -294,7 +312,7 @@ def main(argv=None) -> int:
         ap.error("--gpu-only needs a CUDA device; run without it on the CPU")
     t_start = time.perf_counter()
     tmp = tempfile.TemporaryDirectory(prefix="ssl-throughput-")
-    ws = make_workspace(Path(tmp.name), quick, classes=2, per_class=8)
+    ws = ucmerced_workspace(Path(tmp.name), 2 if quick else None, 8 if quick else None)
     chips = {s: load_chips(ws, size=s, progress=False, cache=False) for s in (64, 224)}
     cpu = torch.device("cpu")
     print(f"{len(ws)} UC Merced chips; torch threads {torch.get_num_threads()}; cuda {torch.cuda.is_available()}",
@@ -328,34 +346,28 @@ def main(argv=None) -> int:
         dry = gpu_section(cpu, chips, True, 1)
         print(f"  GPU section dry run on the CPU: {len(dry['rows'])} rows, sampler {dry['rows'][0]['utilization']['source']}")
 
-    print("\n| device | backbone | px | batch | images/s | utilisation % |\n|---|---|---|---|---|---|")
-    for r in cpu_rows + (gpu["rows"] if gpu else []):
-        print(f"| {r['device']} | {r['backbone']} | {r['size']} | {r['batch_size']} | {r['images_per_s']} | "
-              f"{r['utilization']['mean_util_pct']} |")
-    print("\n| comparison | batched on-device aug img/s | DataLoader workers img/s | ratio |\n|---|---|---|---|")
+    print("\n" + markdown_table(["device", "backbone", "px", "batch", "images/s", "utilisation %"],
+                                 ([r["device"], r["backbone"], r["size"], r["batch_size"], r["images_per_s"],
+                                   r["utilization"]["mean_util_pct"]] for r in cpu_rows + (gpu["rows"] if gpu else []))))
+    comparisons = []
     if not args.gpu_only:
-        for name, r in (("augmentation only, 64 px (cpu)", aug_ratio), ("augmentation only, 224 px (cpu)", aug_224),
-                        ("training small_cnn, 64 px (cpu)", train_ratio)):
-            print(f"| {name} | {r['device_batched_images_per_s']} | {r['dataloader_images_per_s']} | {r['ratio']} |")
+        comparisons += [("augmentation only, 64 px (cpu)", aug_ratio), ("augmentation only, 224 px (cpu)", aug_224),
+                        ("training small_cnn, 64 px (cpu)", train_ratio)]
     if gpu is not None:
-        a = gpu["augment_224"]
-        print(f"| augmentation only, 224 px ({gpu['name']}) | {a['device_batched_images_per_s']} | "
-              f"{a['dataloader_images_per_s']} | {a['ratio']} |")
         t = gpu["train_ratio_224"]
-        print(f"| training {t['backbone']}, 224 px ({gpu['name']}) | {t['device_batched_images_per_s']} | "
-              f"{t['dataloader_images_per_s']} | {t['ratio']} |")
-    else:
+        comparisons += [(f"augmentation only, 224 px ({gpu['name']})", gpu["augment_224"]),
+                        (f"training {t['backbone']}, 224 px ({gpu['name']})", t)]
+    print("\n" + markdown_table(["comparison", "batched on-device aug img/s", "DataLoader workers img/s", "ratio"],
+                                 ([name, r["device_batched_images_per_s"], r["dataloader_images_per_s"], r["ratio"]]
+                                  for name, r in comparisons)))
+    if gpu is None:
         print("\nno CUDA device here: the GPU section (same functions, bf16, NVML utilisation) did not run")
 
     result = {"benchmark": "ssl_throughput", "quick": quick, "gpu_only": args.gpu_only, "cpu": cpu_rows, "augment_ratio": aug_ratio,
               "augment_ratio_224": aug_224, "train_ratio": train_ratio, "gpu": gpu,
-              "seconds": round(time.perf_counter() - t_start, 1),
-              "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                          "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}}
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"ssl_throughput{'_quick' if quick else ''}{'_gpu' if args.gpu_only else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+              "seconds": round(time.perf_counter() - t_start, 1)}
+    out = Path(args.out or RESULTS / f"ssl_throughput{'_quick' if quick else ''}{'_gpu' if args.gpu_only else ''}.json")
+    write_results(out, result, seeds=[0], started=t_start)
     print(f"wrote {out}")
     tmp.cleanup()
     return 0

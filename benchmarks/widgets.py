@@ -17,16 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from common import write_results  # noqa: E402
 from harness import (RECORDER, launch_browser, open_notebook, run_cell, start_lab, wait_kernel_idle,  # noqa: E402
                      write_notebook)
 
@@ -174,6 +176,8 @@ def lasso_all(page, nth: int, n: int, repeats: int) -> dict:
             "round_trip_ms_median": statistics.median(rtts), "round_trip_ms_min": min(rtts), "repeats": repeats,
             "mode": loc.get_attribute("data-gestures"),
             "move_to_frame_ms_median": statistics.median(moves) if moves else None,
+            "move_to_frame_ms_p95": sorted(moves)[min(len(moves) - 1, int(0.95 * len(moves)))] if moves else None,
+            "moves": len(moves),
             "select_compute_ms_median": statistics.median(compute) if compute else None}
 
 
@@ -234,9 +238,8 @@ def main(argv: list[str] | None = None, lab=None, browser=None) -> dict:
     presses = 4 if args.quick else 20
     cells = notebook_cells(sizes, presses + 8)
 
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "platform": platform.platform(), "webgl": "SwiftShader (CPU) in headless Chromium"},
-                     "quick": args.quick}
+    started = time.perf_counter()
+    results: dict = {"webgl": "SwiftShader (CPU) in headless Chromium", "quick": args.quick, "sizes": sizes}
     if lab is not None and browser is not None:
         write_notebook(lab.root / "bench.ipynb", cells)
         page = open_notebook(browser, lab, "bench.ipynb", height=1400)
@@ -284,6 +287,8 @@ def main(argv: list[str] | None = None, lab=None, browser=None) -> dict:
     for l in results["lasso"]:
         label = f"lasso: pointer move -> frame ({l['mode']}), {l['points']:,}"
         print(f"{label:<46}{l['move_to_frame_ms_median']:>11.0f} ms")
+        if l.get("move_to_frame_ms_p95") is not None:
+            print(f"{'  p95 of ' + str(l['moves']) + ' moves':<46}{l['move_to_frame_ms_p95']:>11.0f} ms")
         if l["select_compute_ms_median"] is not None:
             print(f"{'  lasso end -> indices (kd-tree + polygon), ' + format(l['points'], ','):<46}"
                   f"{l['select_compute_ms_median']:>11.0f} ms")
@@ -293,9 +298,55 @@ def main(argv: list[str] | None = None, lab=None, browser=None) -> dict:
         print(f"{label:<46}{v['median_ms']:>6.0f} /{v['p95_ms']:>4.0f} ms")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    write_results(out, results, seeds=[0], started=started)  # + machine, commit, seeds, wall time
+    print(f"\nwrote {out}\n\nfor docs/widgets.md (Speed):\n\n{docs_tables(results)}")
     return results
+
+
+
+
+def docs_tables(r: dict) -> str:
+    """The two Markdown tables of docs/widgets.md's Speed section, from a results dict (widgets.json)."""
+    by = {p["points"]: p for p in r["first_paint"]}
+    fr = {f["points"]: f for f in r["frame"]}
+    gd = {g["points"]: g for g in r["gesture"]}
+    gl = {g["points"]: g for g in r["gesture_live"]}
+    la = {x["points"]: x for x in r["lasso"]}
+    sizes = sorted(by)
+    ms = lambda v: f"{v:.0f} ms"  # noqa: E731 - a table formatter
+    rows = [
+        ("cell run -> first paint of the scatter (Python builds the view, binary transfer, WebGL draw)",
+         [f"{by[n]['first_paint_ms'] / 1000:.1f} s" for n in sizes]),
+        ("of which in the browser: decode + columns + kd-tree / regl-scatterplot draw / first frame",
+         [f"{by[n]['js_prepare_ms']:.0f} / {by[n]['regl_draw_ms']:.0f} / {by[n]['first_frame_ms']:.0f} ms" for n in sizes]),
+        ("one full redraw (what every frame of a live gesture costs)", [ms(fr[n]["frame_ms_median"]) for n in sizes]),
+        ("drag, **deferred** (default here): pointer move -> frame on screen",
+         [f"**{gd[n]['move_to_frame_ms_median']:.0f} ms**" for n in sizes]),
+        ('drag, live (`gestures="live"`): pointer move -> frame on screen', [ms(gl[n]["move_to_frame_ms_median"]) for n in sizes]),
+        ("deferred: drag end -> sharp redraw / wheel end -> sharp redraw",
+         [f"{gd[n]['settle_ms']['drag']:.0f} / {gd[n]['settle_ms']['wheel']:.0f} ms" for n in sizes]),
+        ("lasso, deferred: pointer move -> frame on screen", [ms(la[n]["move_to_frame_ms_median"]) for n in sizes]),
+        ("lasso end -> selected indices (kd-tree range + exact polygon test), everything selected",
+         [ms(la[n]["select_compute_ms_median"]) if la[n]["select_compute_ms_median"] is not None else "-" for n in sizes]),
+        ("lasso -> uint32 selection to Python (observers run) -> ack back, everything selected",
+         [ms(la[n]["round_trip_ms_median"]) for n in sizes]),
+    ]
+    head = "| measure | " + " | ".join(f"{n // 1000}k points" if n < 1_000_000 else f"{n // 1_000_000}M points" for n in sizes) + " |"
+    lines = [head, "|---|" + "---:|" * len(sizes)] + [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows]
+    kp = r["keypress"]
+    presses = kp["prefetch"]["presses"]
+    lines += ["", f"| SwipeLabeler, key press -> next image on screen ({presses} presses) | median | p95 |", "|---|---:|---:|",
+              f"| with prefetch (default, 6 ahead) | {kp['prefetch']['median_ms']:.0f} ms | {kp['prefetch']['p95_ms']:.0f} ms |",
+              f"| without prefetch (`prefetch=0`) | {kp['no_prefetch']['median_ms']:.0f} ms | {kp['no_prefetch']['p95_ms']:.0f} ms |"]
+    return "\n".join(lines)
+
+
+def doc_tables(r: dict) -> dict[str, str]:
+    """docs/widgets.md's Speed tables by name (tools/gen_docs.py fills them from the committed JSON)."""
+    scatter, labeler = docs_tables(r).split("\n\n", 1)
+    load = (r.get("machine") or {}).get("load_avg")
+    when = f"(commit `{(r.get('commit') or '?')[:10]}`" + (f", load average {load[0]:.1f}" if load else "") + ")"
+    return {"scatter": f"{scatter}\n\n{when}", "labeler": labeler}
 
 
 if __name__ == "__main__":

@@ -150,6 +150,16 @@ class SatelliteAugment:
         return y.view(n, ch, hh, ww)
 
 
+def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 rotations/reflections of a batch (NCHW): overhead imagery has no up, so an embedding
+    averaged over them does not depend on the orientation the scene was captured in."""
+    out = []
+    for flip in (False, True):
+        base = x.flip(-1) if flip else x
+        out += [torch.rot90(base, k, dims=(-2, -1)) for k in range(4)]
+    return out
+
+
 def channel_stats(images: torch.Tensor, max_images: int = 20000, seed: int = 0) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (in [0, 1] units) of uint8 NCHW chips, from at most `max_images`."""
     if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
+from .class_stats import class_counts, class_size_std  # noqa: F401  (public here too)
 from .errors import CuratorError
 
 if TYPE_CHECKING:
@@ -39,22 +40,6 @@ def _labels(labels: Iterable[Hashable]) -> np.ndarray:
     if not len(arr):
         raise CuratorError("there are no labels to balance", "pass at least one labelled item")
     return arr
-
-
-def class_counts(labels: Iterable[Hashable], classes: Sequence[Hashable] | None = None) -> dict[Hashable, int]:
-    """Items per class (classes listed in `classes` but absent count 0), sorted by class."""
-    counts: dict[Hashable, int] = {c: 0 for c in (classes or [])}
-    for v in labels:
-        counts[v] = counts.get(v, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: str(kv[0])))
-
-
-def class_size_std(labels: Iterable[Hashable], classes: Sequence[Hashable] | None = None) -> float:
-    """Population std of the class sizes: the papers' balance score (0 = perfectly balanced).
-
-    Pass `classes` (all classes of the full dataset) so a class the selection missed counts as 0."""
-    counts = np.array(list(class_counts(labels, classes).values()), dtype=float)
-    return float(counts.std()) if len(counts) else 0.0
 
 
 def low_frequency_classes(labels: Iterable[Hashable], percentile: float = 25.0) -> list[Hashable]:

@@ -52,7 +52,13 @@ class BBox:
         if len(vals) != 4:
             raise CuratorError(f"bbox needs 4 numbers (west, south, east, north), got {len(vals)}",
                                "pass e.g. (-20, 10, 40, 35)")
-        return cls(*(float(v) for v in vals))
+        try:
+            return cls(*(float(v) for v in vals))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, CuratorError):
+                raise
+            raise CuratorError(f"bbox {vals!r} is not four numbers",
+                               "pass e.g. (-20, 10, 40, 35) or 'W,S,E,N'") from None
 
     @property
     def crosses_antimeridian(self) -> bool:

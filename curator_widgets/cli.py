@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sqlite3
 import sys
 from typing import Sequence
 
@@ -43,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; everything written so far is kept", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.Error) as e:  # the file system said no: one line, not a traceback
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"curator {args.command}: error: {getattr(e, 'strerror', None) or e}{where}", file=sys.stderr)
+        print("  fix: check the path exists, is a folder where one is expected, and is writable", file=sys.stderr)
+        return 2
 
 
 def _version() -> str:

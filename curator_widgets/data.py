@@ -94,7 +94,7 @@ def check_ids(ws, ids: Sequence[int] | np.ndarray | None) -> np.ndarray:
 
 
 def _decode(paths: list[str], ids: np.ndarray, size: int, workers: int | None, progress: bool | str) -> torch.Tensor:
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
     if not paths:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .bbox import WORLD, BBox
+from .errors import CuratorError
 from .sources import BlueMarbleSource
 from .workspace import Workspace
 
@@ -140,10 +141,30 @@ STEPS: list[tuple[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]]] =
                                                                                   ("active", step_active)]
 
 
+def _check_same_chips(ws: Workspace, p: dict[str, Any]) -> None:
+    """A re-run must cut the same chips: mixing sizes or regions would also reuse a model trained on others."""
+    before = ws.meta.get("parameters", {}).get("demo")
+    if not before:
+        return
+    changed = [f"{k} {_show(before.get(k))} -> {_show(p[k])}" for k in ("bbox", "size", "level")
+               if _show(before.get(k)) != _show(p[k])]
+    if changed:
+        raise CuratorError(f"{ws.root} was made by an earlier demo with other chips ({'; '.join(changed)})",
+                           "use a new --workspace for other parameters, or re-run with the earlier ones to resume")
+
+
+def _show(v: Any) -> Any:
+    return [float(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
 def run_demo(workspace: str | Path, **params: Any) -> dict[str, Any]:
     """Run every demo step into `workspace`; returns a summary per step with timings."""
     p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+    if not isinstance(p["size"], int) or p["size"] < 8:
+        raise CuratorError(f"chip size {p['size']!r} is too small", "use --size 64 (or 32, 128...)")
+    BBox.coerce(p["bbox"])  # every input error before anything is written
     ws = Workspace.open_or_create(workspace, description="curator demo on Blue Marble Next Generation")
+    _check_same_chips(ws, p)
     ws.record("parameters", "demo", {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()})
     summary: dict[str, Any] = {"workspace": str(ws.root)}
     for name, fn in STEPS:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .atomic import write_json
+from .augment import dihedral_views
 from .data import fits_in_memory, load_chips, stream_loader, to_tensor
 from .errors import CuratorError
 from .models import encode, resolve_device
@@ -25,13 +26,19 @@ FP16_MAX = 65504.0
 
 def embed(ws, run: str, model_run: str | None = None, batch_size: int = 256, normalize: bool = True,
           device: str = "auto", resume: bool = True, amp: bool = True, chunk_size: int = 8192,
-          workers: int | None = None, progress: bool = True) -> Path:
+          workers: int | None = None, tta: bool = False, image_size: int | None = None,
+          progress: bool = True) -> Path:
     """Embed all chips with the encoder trained as `model_run` (default: `run`); returns the .npy path.
+
+    `tta=True` averages each chip's features over its 8 rotations and reflections (8x the compute):
+    on UC Merced it raised retrieval precision (docs/active_learning.md, lever table).
+    `image_size` feeds chips at another size than the model was trained at (the CNNs pool globally,
+    so any size works): a second, finer scale of the same model for `concat_embeddings`.
 
     With `resume=True` a finished, up-to-date file is returned at once, an interrupted one is
     continued, and chips added to the manifest since the last embed are the only ones computed.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     from .train import load_model
 
@@ -40,7 +47,7 @@ def embed(ws, run: str, model_run: str | None = None, batch_size: int = 256, nor
     model_run = model_run or run
     dev = resolve_device(device)
     model = load_model(ws, model_run, device=dev)
-    n, dim, size = len(ws), model.dim, model.image_size
+    n, dim, size = len(ws), model.dim, int(image_size or model.image_size)
     if n == 0:
         raise CuratorError(f"workspace {ws.root} has no chips to embed", "ingest chips first (ws.ingest or `curator ingest`)")
     out = ws.embeddings_path(run)
@@ -49,6 +56,8 @@ def embed(ws, run: str, model_run: str | None = None, batch_size: int = 256, nor
     partial_meta = out.parent / f".{run}.partial.json"
     meta = {"run": run, "model_run": model_run, "dim": dim, "normalized": bool(normalize),
             "model": model.fingerprint, "image_size": size, "dtype": "float16"}
+    if tta:  # recorded only when on, so sidecars written before the option still match
+        meta["tta"] = "dihedral8"
 
     done = 0
     mm = None
@@ -84,7 +93,7 @@ def embed(ws, run: str, model_run: str | None = None, batch_size: int = 256, nor
         for start in range(done, n, chunk_size):
             ids = np.arange(start, min(n, start + chunk_size), dtype=np.int64)
             for b0, images in _chunk_batches(ws, ids, size, batch_size, cached, workers, dev):
-                feats = encode(model, images, batch_size=batch_size, device=dev, amp=amp)
+                feats = encode_views(model, images, batch_size=batch_size, device=dev, amp=amp, tta=tta)
                 if normalize:
                     feats = torch.nn.functional.normalize(feats, dim=1)
                 mm[start + b0:start + b0 + len(feats)] = feats.clamp(-FP16_MAX, FP16_MAX).numpy().astype(np.float16)
@@ -102,9 +111,43 @@ def embed(ws, run: str, model_run: str | None = None, batch_size: int = 256, nor
     return out
 
 
-def load_embeddings(ws, run: str) -> np.ndarray:
-    """Memory-mapped float16 [N, d] embeddings of `run`, checked against the manifest."""
+def save_embeddings(ws, run: str, X: np.ndarray, model_run: str | None = None, normalized: bool = True,
+                    **meta: Any) -> Path:
+    """Store your own features [N, d] (row i = chip id i) as embedding run `run` (float16 + sidecar,
+    atomically), so search, sampling and active learning use them like `embed`'s output."""
+    from .atomic import atomic_path
+
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] != len(ws):
+        raise CuratorError(f"features of shape {X.shape} do not match the workspace's {len(ws)} chips",
+                           "pass one row per chip, in manifest id order")
+    if not np.isfinite(X).all() or np.abs(X).max(initial=0) > FP16_MAX:
+        raise CuratorError("features hold NaN/inf or values beyond float16's range (65504)",
+                           "normalize or rescale them first")
     path = ws.embeddings_path(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, X.astype(np.float16))
+    info = {**meta, "run": run, "dim": int(X.shape[1]), "count": int(X.shape[0]), "normalized": bool(normalized),
+            "model_run": model_run, "dtype": "float16"}
+    write_json(path.with_suffix(".json"), info)
+    ws.record("embeddings", run, info)
+    return path
+
+
+def load_embeddings(ws, run: str) -> np.ndarray:
+    """Memory-mapped float16 [N, d] embeddings of `run` (a lazily read zarr array when they were
+    embedded on a cluster), checked against the manifest."""
+    from .zarr_embeddings import open_zarr_embeddings
+
+    path = ws.embeddings_path(run)
+    arr = open_zarr_embeddings(ws, run)
+    if arr is not None:
+        if arr.shape[0] != len(ws):
+            raise CuratorError(f"embeddings of run {run!r} have {arr.shape[0]} rows but the manifest has {len(ws)} chips",
+                               f"re-run cluster_embed(ws, {run!r}) so every chip has a row")
+        return arr
     if not path.exists():
         have = sorted(p.stem for p in path.parent.glob("*.npy") if not p.name.startswith("."))
         raise CuratorError(f"no embeddings for run {run!r} in {ws.root} (available: {have or 'none'})",
@@ -136,22 +179,33 @@ def embedding_info(ws, run: str) -> dict[str, Any]:
 
 
 def embed_images(model: torch.nn.Module, images: Any, batch_size: int = 256, normalize: bool = True,
-                 device: str | torch.device | None = None) -> np.ndarray:
+                 device: str | torch.device | None = None, tta: bool = False,
+                 image_size: int | None = None) -> np.ndarray:
     """Embed a user's own image(s) exactly as `embed` embeds chips: float32 [n, d].
 
     `images`: one HxWx3 uint8 array, an NxHxWx3 array, a list of HxWx3 arrays (any sizes), or
-    image file paths. Floats in [0, 1] are accepted and scaled to uint8.
+    image file paths. Floats in [0, 1] are accepted and scaled to uint8. Pass the `tta` and
+    `image_size` the run was embedded with (its sidecar's keys) so queries match the pool.
     """
-    size = getattr(model, "image_size", None)
+    size = image_size or getattr(model, "image_size", None)
     if size is None or not hasattr(model, "dim"):
         raise CuratorError("embed_images needs an encoder from load_model (it carries image size and normalization)",
                            "model = curator_widgets.load_model(ws, run)")
     arrays = _as_image_list(images)
     batch = torch.stack([to_tensor(a, size) for a in arrays])
-    feats = encode(model, batch, batch_size=batch_size, device=device)
+    feats = encode_views(model, batch, batch_size=batch_size, device=device, tta=tta)
     if normalize:
         feats = torch.nn.functional.normalize(feats, dim=1)
     return feats.numpy().astype(np.float32)
+
+
+def encode_views(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256,
+                 device: str | torch.device | None = None, amp: bool = True, tta: bool = False) -> torch.Tensor:
+    """Features of a batch, averaged over its 8 dihedral views when `tta` (before any normalization)."""
+    if not tta:
+        return encode(model, images, batch_size=batch_size, device=device, amp=amp)
+    views = dihedral_views(images)
+    return torch.stack([encode(model, v, batch_size=batch_size, device=device, amp=amp) for v in views]).mean(0)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -211,7 +265,7 @@ def _new(path: Path, n: int, dim: int) -> np.memmap:
 
 
 def _same(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("model_run", "dim", "normalized", "model", "image_size"))
+    return all(a.get(k) == b.get(k) for k in ("model_run", "dim", "normalized", "model", "image_size", "tta"))
 
 
 def _read_json(path: Path) -> dict | None:

@@ -60,3 +60,24 @@ def holdout_split(labels: Sequence[str | None], fraction: float = 0.2, seed: int
         ref.append(pos[nq:])
     ref_pos, q_pos = rng.permutation(np.concatenate(ref)), rng.permutation(np.concatenate(qry))
     return np.sort(ref_pos[:max_reference]), np.sort(q_pos[:max_queries]), y, [str(c) for c in usable]
+
+
+def retrieval_precision(X: np.ndarray, labels: Sequence[str] | np.ndarray, k: int = 10,
+                        queries: Sequence[int] | np.ndarray | None = None) -> float:
+    """Mean share of each query's k nearest other chips (cosine, whole pool) that carry the query's label:
+    what a seed set of neighbours holds, the retrieval number the protocol starts from."""
+    import faiss
+
+    X = np.asarray(X, dtype=np.float32)
+    X = np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
+    lab = np.asarray(labels)
+    q = np.arange(len(X)) if queries is None else np.asarray(queries, dtype=np.int64)
+    if len(q) == 0 or len(X) < 2:
+        return float("nan")
+    kk = min(int(k), len(X) - 1)
+    _, idx = faiss.knn(X[q], X, kk + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    hits = []
+    for row, qi in zip(idx, q):
+        nb = [j for j in row if j != qi and j >= 0][:kk]  # drop the query itself wherever ties put it
+        hits.append(np.mean(lab[nb] == lab[qi]))
+    return float(np.mean(hits))

@@ -4,7 +4,9 @@ Active learning refits a head every round on a few hundred labels, then scores e
 So the head is tiny (logistic regression or a one-hidden-layer MLP in torch), continues
 from last round's weights instead of starting over, weights classes so a handful of
 positives still count, and reports temperature-scaled probabilities (fitted on a held-out
-split or on cross-validated predictions) so "p = 0.9" means what it says. Scoring walks the
+split or on cross-validated predictions). With balanced weights a calibrated p answers as if
+both classes were equally common; `active.shift_prior` re-expresses it for the pool's own
+share of positives. Scoring walks the
 embeddings (a float16 memmap is fine) in large chunks: one pass for a million chips.
 """
 
@@ -15,7 +17,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -26,7 +28,65 @@ KINDS = ("logistic", "mlp")
 SMALL_FIT = 4_000_000  # stacked-heads x labels x dims below which training runs single-threaded
 NEWTON_MAX = 2048  # binary logistic heads use exact Newton steps while min(labels, dims + 1) is at most this
 BIAS_SCALE = 10.0  # the bias enters Newton's method as a constant feature of this value
+# Above this many dims (with more labels than dims) a Newton system is solved by conjugate gradients, never formed:
+# K Hessians of labels x dims^2 each cost seconds at 3,000 x 768 on 2 cores (benchmarks/heads_speed.py)
+NEWTON_CG_DIM = 256
+PCG_REFRESH = 10  # conjugate-gradient iterations after which the next Newton step rebuilds its preconditioner
 _T_GRID = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241)).astype(np.float32)
+
+
+@runtime_checkable
+class ClassifierHead(Protocol):
+    """What an ActiveLoop needs of a head, so another module's head (label propagation over a kNN
+    graph, an ensemble) plugs in: `ActiveLoop(ws, run, head=my_head)` or `register_head`.
+
+    `X` is the run's whole embedding matrix (row i = chip i; a float16 memmap), so a transductive
+    head can use every chip; `ids` name the rows: the labelled chips in `fit` (one class index of
+    `y` per id, classes in the label set's order), the chips to score in `predict_proba` (all rows
+    when None), which returns float32 [len(ids), n_classes] probabilities.
+    """
+
+    def fit(self, X: Any, y: np.ndarray, *, ids: np.ndarray) -> Any: ...
+
+    def predict_proba(self, X: Any, ids: np.ndarray | None = None) -> np.ndarray: ...
+
+
+HeadFactory = Callable[..., ClassifierHead]
+_REGISTRY: dict[str, HeadFactory] = {}
+
+
+def register_head(kind: str, factory: HeadFactory) -> None:
+    """Make `ActiveLoop(..., head=kind)` build heads with `factory(n_classes=, seed=, device=, **head_options)`;
+    the kind is stored with the loop, so a resumed loop finds it again once its module registered it."""
+    if not isinstance(kind, str) or not kind or kind in KINDS:
+        raise CuratorError(f"head kind {kind!r} cannot be registered (empty, not a string, or built in: {list(KINDS)})",
+                           "pick a new name, e.g. register_head('propagation', make_head)")
+    if not callable(factory):
+        raise CuratorError(f"the factory for head kind {kind!r} is not callable",
+                           "pass a function or class: factory(n_classes=..., seed=..., device=..., **options)")
+    _REGISTRY[kind] = factory
+
+
+def head_kinds() -> tuple[str, ...]:
+    """Every head kind an ActiveLoop can build by name: the built-in ones, then the registered ones."""
+    return KINDS + tuple(k for k in _REGISTRY if k not in KINDS)
+
+
+def make_head(kind: str, n_classes: int, seed: int = 0, device: str | None = "auto",
+              options: dict[str, Any] | None = None) -> ClassifierHead:
+    """A fresh head of a built-in or registered kind."""
+    opts = dict(options or {})
+    if kind in KINDS:
+        return Head(kind, n_classes=n_classes, device=device, seed=seed, **opts)
+    if kind in _REGISTRY:
+        head = _REGISTRY[kind](n_classes=n_classes, seed=seed, device=device, **opts)
+        if not isinstance(head, ClassifierHead):
+            raise CuratorError(f"the factory of head kind {kind!r} returned {type(head).__name__}, which has no "
+                               "fit(X, y, ids=...) and predict_proba(X, ids=...)", "return a ClassifierHead")
+        return head
+    raise CuratorError(f"head kind {kind!r} is not one of {list(head_kinds())}",
+                       "use 'logistic' or 'mlp', register the kind with register_head() first, "
+                       "or pass the head object itself: ActiveLoop(..., head=my_head)")
 
 
 def pick_device(device: str | None = "auto") -> str:
@@ -76,6 +136,7 @@ class Head:
         self.temperature: float = 1.0
         self.rounds = 0  # how many fits this head has seen (0 = fresh)
         self.calibration: dict[str, Any] = {}
+        self._factor: Any = None  # Cholesky factor of the last Hessian (the next fit's preconditioner; not saved)
 
     # ------------------------------------------------------------------ setup
     def config(self) -> dict[str, Any]:
@@ -121,15 +182,17 @@ class Head:
 
     # ------------------------------------------------------------------ training
     def fit(self, X: np.ndarray, y: Sequence[int] | np.ndarray, X_val: np.ndarray | None = None,
-            y_val: Sequence[int] | np.ndarray | None = None, warm_start: bool = True) -> "Head":
-        """Train on labelled vectors `X` (n x d) with class indices `y`; calibrate on (X_val, y_val) or by CV.
+            y_val: Sequence[int] | np.ndarray | None = None, warm_start: bool = True, *,
+            ids: np.ndarray | None = None) -> "Head":
+        """Train on labelled vectors `X` (n x d), or on rows `ids` of X, with class indices `y`; calibrate
+        on (X_val, y_val) or by CV.
 
         The head and its k cross-validation copies are independent problems; they are trained
         stacked, as one optimization over [k + 1] weight sets, so calibration costs one run.
         """
         import torch
 
-        X = np.asarray(X)
+        X = np.asarray(X if ids is None else X[np.asarray(ids, dtype=np.int64)])
         y = np.asarray(y, dtype=np.int64).reshape(-1)
         if X.ndim != 2 or X.shape[0] != y.shape[0]:
             raise CuratorError(f"fit needs X of shape (n, d) and n labels, got X {X.shape} and {y.shape[0]} labels",
@@ -223,38 +286,43 @@ class Head:
         mu = self.weight_decay / 2
         W0, b0 = init["W"].to(dev, f64), init["b"].to(dev, f64)
         beta = torch.cat([W0[:, 1] - W0[:, 0], ((b0[1] - b0[0]) / BIAS_SCALE).reshape(1)]).repeat(K, 1)
-        gram = X @ X.T if n < D else None
-        eye = torch.eye(min(n, D), dtype=f64, device=dev)
-        steps = torch.tensor([0.5 ** i for i in range(12)], dtype=f64, device=dev)
+        XT = X.T.contiguous()  # products are taken as X @ v and X^T @ w: column-major ones run several times faster
+        if n >= D and D > NEWTON_CG_DIM:
+            # All K heads by Newton steps whose systems are solved by conjugate gradients (float32 Hessian-vector
+            # products, two labels x dims products each), preconditioned by one Cholesky factor of the main head's
+            # Hessian: last fit's factor when the dims agree (a round adds one batch: the curvature barely moves),
+            # rebuilt at the current point only when a solve needed more than PCG_REFRESH iterations. The start is
+            # zero, not last round's weights: from those the new batch's labels sit far on the wrong side and the
+            # damped steps took 12 Hessian builds where zero takes 8 (benchmarks/heads_speed.py).
+            beta = torch.zeros_like(beta)
+            X32, XT32 = X.float(), XT.float()
+            factor = self._factor if self._factor is not None and self._factor.shape[0] == D else None
+            state = {"L": factor, "iters": 0}
 
-        def objective(z: Any, b: Any) -> Any:  # z: [..., K, n], b: [..., K, D]
-            return (a * (torch.nn.functional.softplus(z) - y * z)).sum(-1) + 0.5 * mu * (b * b).sum(-1)
+            def solve(g: Any, s: Any) -> Any:
+                if state["L"] is None or state["iters"] > PCG_REFRESH:
+                    state["L"] = _cholesky(X, XT, s[0], mu)
+                d, state["iters"] = _pcg(X32, XT32, s, mu, g, state["L"])
+                return d
 
-        z = beta @ X.T
-        for _ in range(max_iter):
-            p = torch.sigmoid(z)
-            g = (a * (p - y)) @ X + mu * beta  # [K, D]
-            s = a * p * (1 - p)
-            if gram is None:  # primal: (X^T S X + mu I) delta = g
-                H = torch.einsum("kn,nd,ne->kde", s, X, X) + mu * eye
-                delta = torch.linalg.solve(H, g.unsqueeze(-1)).squeeze(-1)
-            else:  # dual (Woodbury): delta = (g - X^T R (mu I + R G R)^-1 R X g) / mu, R = diag(sqrt(s))
+            beta = _newton(X, XT, y, a, mu, beta, solve, max_iter, tol)
+            self._factor = state["L"]
+        else:
+            gram = X @ XT if n < D else None
+            eye = torch.eye(min(n, D), dtype=f64, device=dev)
+
+            def solve(g: Any, s: Any) -> Any:
+                if gram is None:  # primal: (X^T S X + mu I) delta = g
+                    H = torch.einsum("kn,nd,ne->kde", s, X, X) + mu * eye
+                    # Cholesky, not LU: H is positive definite, and MKL's batched LU fails at ~769 dims
+                    return torch.cholesky_solve(g.unsqueeze(-1), torch.linalg.cholesky(H)).squeeze(-1)
+                # dual (Woodbury): delta = (g - X^T R (mu I + R G R)^-1 R X g) / mu, R = diag(sqrt(s))
                 r = s.sqrt()
                 M = mu * eye + r.unsqueeze(2) * gram * r.unsqueeze(1)
-                u = torch.linalg.solve(M, (r * (g @ X.T)).unsqueeze(-1)).squeeze(-1)
-                delta = (g - (r * u) @ X) / mu
-            decrement = (g * delta).sum(1)  # Newton decrement^2: twice the predicted decrease
-            if float(decrement.max()) < tol:
-                break
-            dz = delta @ X.T
-            f0 = objective(z, beta)
-            trial = objective(z - steps[:, None, None] * dz, beta - steps[:, None, None] * delta)  # [T, K]
-            ok = trial <= f0 - 1e-4 * steps[:, None] * decrement  # Armijo, per head
-            first = torch.where(ok.any(0), ok.to(torch.int64).argmax(0), torch.full_like(ok[0], len(steps) - 1,
-                                                                                           dtype=torch.int64))
-            t = steps[first].unsqueeze(1)
-            beta = beta - t * delta
-            z = z - t * dz
+                u = torch.linalg.solve(M, (r * (X @ g.T).T).unsqueeze(-1)).squeeze(-1)
+                return (g - (XT @ (r * u).T).T) / mu
+
+            beta = _newton(X, XT, y, a, mu, beta, solve, max_iter, tol)
         half = (beta[:, :-1] / 2).to(torch.float32)
         bias = (beta[:, -1] * BIAS_SCALE / 2).to(torch.float32)
         return {"W": torch.stack([-half, half], 2), "b": torch.stack([-bias, bias], 1)}
@@ -409,10 +477,86 @@ class Head:
         return head
 
 
+def _newton(X: Any, XT: Any, y: Any, a: Any, mu: float, beta: Any, solve: Callable[[Any, Any], Any],
+            max_iter: int, tol: float) -> Any:
+    """Damped Newton for K stacked L2-regularized logistic losses sum_i a_ki (softplus(z) - y z) + mu/2 |beta_k|^2;
+    `solve(g, s)` returns the K Newton directions for gradients g [K, D] and curvatures s [K, n]."""
+    import torch
+
+    steps = torch.tensor([0.5 ** i for i in range(12)], dtype=X.dtype, device=X.device)
+
+    def objective(z: Any, b: Any) -> Any:  # z: [..., K, n], b: [..., K, D]
+        return (a * (torch.nn.functional.softplus(z) - y * z)).sum(-1) + 0.5 * mu * (b * b).sum(-1)
+
+    z = (X @ beta.T).T
+    for _ in range(max_iter):
+        p = torch.sigmoid(z)
+        g = ((XT @ (a * (p - y)).T).T + mu * beta).contiguous()  # [K, D]; contiguous: batched LAPACK solves need it
+        delta = solve(g, a * p * (1 - p))
+        decrement = (g * delta).sum(1)  # Newton decrement^2: twice the predicted decrease
+        if float(decrement.max()) < tol:
+            break
+        dz = (X @ delta.T).T
+        f0 = objective(z, beta)
+        trial = objective(z - steps[:, None, None] * dz, beta - steps[:, None, None] * delta)  # [T, K]
+        ok = trial <= f0 - 1e-4 * steps[:, None] * decrement  # Armijo, per head
+        first = torch.where(ok.any(0), ok.to(torch.int64).argmax(0),
+                            torch.full_like(ok[0], len(steps) - 1, dtype=torch.int64))
+        t = steps[first].unsqueeze(1)
+        beta = beta - t * delta
+        z = z - t * dz
+    return beta
+
+
+def _cholesky(X: Any, XT: Any, s: Any, mu: float) -> Any:
+    """Cholesky factor of one head's Hessian X^T diag(s) X + mu I, the product in float32 (a Newton direction
+    only needs to be close: the float64 gradient and line search keep the solution exact)."""
+    import torch
+
+    H = (XT.float() @ (X.float() * s.float()[:, None])).double()
+    H.diagonal().add_(mu)
+    return torch.linalg.cholesky(H)
+
+
+def _pcg(X: Any, XT: Any, s: Any, mu: float, g: Any, L: Any, max_iter: int = 200) -> tuple[Any, int]:
+    """Solve (X^T diag(s_k) X + mu I) d_k = g_k for K heads at once by conjugate gradients preconditioned with one
+    Cholesky factor L (a Hessian-vector product is two labels x dims products in X's dtype, never a dims x dims
+    matrix); inexact while far from the optimum, exact near it (Eisenstat-Walker forcing terms). Returns the
+    directions [K, D] (in g's dtype) and the iterations taken."""
+    import torch
+
+    sT = s.T.to(X.dtype)
+
+    def hv(v: Any) -> Any:  # v [D, K]
+        return (XT @ (sT * (X @ v.to(X.dtype)))).to(v.dtype) + mu * v
+
+    b = g.T.contiguous()
+    d = torch.zeros_like(b)
+    r = b.clone()
+    zr = torch.cholesky_solve(r, L)
+    q = zr.clone()
+    rz = (r * zr).sum(0)
+    gnorm = b.norm(dim=0)
+    stop = torch.minimum(torch.full_like(gnorm, 0.1), gnorm.sqrt()) * gnorm
+    it = 0
+    for it in range(max_iter):
+        if not bool((r.norm(dim=0) > stop).any()):
+            break
+        hq = hv(q)
+        alpha = rz / (q * hq).sum(0).clamp_min(1e-300)
+        d += alpha * q
+        r -= alpha * hq
+        zr = torch.cholesky_solve(r, L)
+        rz_new = (r * zr).sum(0)
+        q = zr + (rz_new / rz.clamp_min(1e-300)) * q
+        rz = rz_new
+    return d.T, it
+
+
 @contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run small fits on one thread: for tensors of a few hundred rows, thread hand-offs cost far more
-    than the arithmetic (measured ~70x slower with 2 threads on a busy 2-core machine)."""
+    """Run small fits on one thread: for tensors of a few hundred rows, thread hand-offs cost more than the
+    arithmetic on a busy 2-core machine."""
     import torch
 
     if n is None or torch.get_num_threads() <= n:
@@ -441,11 +585,21 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, class_weight: np.ndarray 
     y = np.asarray(y, dtype=np.int64)
     w = np.ones(logits.shape[1], np.float32) if class_weight is None else np.asarray(class_weight, np.float32)
     sw = w[y]
-    nll = np.empty(len(grid), dtype=np.float64)
-    step = max(1, int(4e6 // max(logits.size, 1)))  # bound memory to ~16 MB per block of temperatures
-    for s in range(0, len(grid), step):
-        scaled = logits[None, :, :] / grid[s:s + step, None, None]
-        m = scaled.max(axis=2, keepdims=True)
-        lse = np.log(np.exp(scaled - m).sum(axis=2)) + m[..., 0]
-        nll[s:s + step] = ((lse - scaled[:, np.arange(len(y)), y]) * sw).sum(axis=1) / max(sw.sum(), 1e-12)
-    return float(grid[int(np.argmin(nll))])
+    rows = np.arange(len(y))
+
+    def nll(ts: np.ndarray) -> np.ndarray:
+        out = np.empty(len(ts), dtype=np.float64)
+        step = max(1, int(4e6 // max(logits.size, 1)))  # bound memory to ~16 MB per block of temperatures
+        for s in range(0, len(ts), step):
+            scaled = logits[None, :, :] / ts[s:s + step, None, None]
+            m = scaled.max(axis=2, keepdims=True)
+            lse = np.log(np.exp(scaled - m).sum(axis=2)) + m[..., 0]
+            out[s:s + step] = ((lse - scaled[:, rows, y]) * sw).sum(axis=1) / max(sw.sum(), 1e-12)
+        return out
+
+    # The NLL is convex in 1/T, so unimodal along the grid: every 8th point, then every point around the best
+    # of those gives the grid's own argmin with a fifth of the evaluations (a third of a 3,000-label fit's time).
+    coarse = np.arange(0, len(grid), 8)
+    best = int(coarse[int(np.argmin(nll(grid[coarse])))])
+    fine = np.arange(max(0, best - 8), min(len(grid), best + 9))
+    return float(grid[int(fine[int(np.argmin(nll(grid[fine])))])])

@@ -75,7 +75,7 @@ class SearchResult:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric == "cosine"
+        return self.metric in ("cosine", "votes")
 
     def __repr__(self) -> str:
         head = ", ".join(f"{i}:{s:.3f}" for i, s in zip(self.ids[:5].tolist(), self.scores[:5].tolist()))
@@ -84,8 +84,13 @@ class SearchResult:
 
 # ============================================================================== embeddings access
 def read_embeddings(ws: "Workspace", run: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """The run's embeddings as a read-only float16 memmap [N, d] plus its sidecar (agreed format)."""
+    """The run's embeddings as a read-only float16 memmap [N, d] (or lazy zarr array) plus its sidecar."""
+    from .zarr_embeddings import open_zarr_embeddings
+
     path = ws.embeddings_path(run)
+    lazy = open_zarr_embeddings(ws, run)
+    if lazy is not None:
+        return lazy, json.loads(path.with_suffix(".json").read_text())
     if not path.exists():
         have = sorted(p.stem for p in (ws.root / "embeddings").glob("*.npy") if not p.name.startswith("."))
         raise CuratorError(f"run {run!r} has no embeddings in {ws.root} (runs with embeddings: {have or 'none'})",
@@ -534,14 +539,18 @@ def params_path(ws: "Workspace", run: str) -> Path:
 
 def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "cosine", *, rebuild: bool = False,
                 target_recall: float = 0.95, memory_budget_gb: float | None = None, device: str = "auto",
-                seed: int = 0, progress: bool = True) -> SimilarityIndex:
+                seed: int = 0, progress: bool = True, client: Any = None, shard_rows: int | None = None
+                ) -> SimilarityIndex:
     """Build (or reuse, or extend) the similarity index of `run`'s embeddings and save it.
 
     An existing index with the same kind and metric over the same embeddings is reused; if chips
     were embedded since, they are added without a rebuild. IVF/HNSW search knobs are calibrated
-    to reach `target_recall` recall@10 on sampled chips against exact search.
+    to reach `target_recall` recall@10 on sampled chips against exact search. With a Dask cluster
+    (`client=`, $CURATOR_DASK_SCHEDULER or the current Client) the shards are added on its workers.
     """
     import faiss
+
+    from .cluster import get_client
 
     if metric not in METRICS:
         raise CuratorError(f"unknown metric {metric!r}", f"use one of {', '.join(METRICS)}")
@@ -564,8 +573,20 @@ def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "co
                 add_to_index(ws, run, progress=progress)
             return load_index(ws, run, device=device)
     backend = resolve_backend(device)
-    sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb, seed=seed,
-                     gpu=backend == "faiss-gpu", progress=progress, desc=f"index {run}")
+    cluster = get_client(client)
+    if cluster is not None and backend == "faiss-cpu":
+        import functools
+
+        from .cluster_index import shard_adder
+        from .shards import ShardedEmbeddings
+
+        with ShardedEmbeddings(emb, client=cluster, shard_rows=shard_rows) as sh:
+            sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb,
+                             seed=seed, progress=progress, add=shard_adder(sh, functools.partial(prepare, metric=metric),
+                                                                           CHUNK))
+    else:
+        sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb, seed=seed,
+                         gpu=backend == "faiss-gpu", progress=progress, desc=f"index {run}")
     sim.ws, sim.run = ws, run
     sim.params.update(run=run, embeddings={"fingerprint": fingerprint(emb), "model_run": emeta.get("model_run"),
                                            "normalized": emeta.get("normalized")})
@@ -581,9 +602,10 @@ def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "co
 
 def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, target_recall: float = 0.95,
                memory_budget_gb: float | None = None, seed: int = 0, gpu: bool = False, progress: bool = False,
-               desc: str = "index") -> SimilarityIndex:
+               desc: str = "index", add: Callable[[Any], Any] | None = None) -> SimilarityIndex:
     """Build an in-memory index over rows of `x` (an array or the embeddings memmap), train it on a
-    sample, and calibrate its knob; `build_index` saves one of these into the workspace."""
+    sample, and calibrate its knob; `build_index` saves one of these into the workspace.
+    `add(trained_empty_index) -> filled index` replaces the chunked add (the cluster path's shards)."""
     import faiss
 
     if metric not in METRICS:
@@ -610,12 +632,15 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
         if ivf is not None:
             ivf.cp.seed = int(seed)
         work.train(_rows(x, pick, metric))
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
-    with tqdm(total=n, desc=desc, unit="vec", disable=not progress or n < 200_000, leave=False) as bar:
-        for _, xb in _chunks(x, metric, 0, n):
-            work.add(xb)
-            bar.update(len(xb))
+    if add is not None and dev is None:
+        index = work = add(index)
+    else:
+        with tqdm(total=n, desc=desc, unit="vec", disable=not progress or n < 200_000, leave=False) as bar:
+            for _, xb in _chunks(x, metric, 0, n):
+                work.add(xb)
+                bar.update(len(xb))
     if dev is not None:
         index = faiss.index_gpu_to_cpu(dev)
     params: dict[str, Any] = {
@@ -797,7 +822,7 @@ def add_to_index(ws: "Workspace", run: str, progress: bool = True) -> int:
     new = emb.shape[0] - sim.ntotal
     if new == 0:
         return 0
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     start = sim.ntotal
     with tqdm(total=new, desc=f"add to {run}", unit="vec", disable=not progress or new < 200_000, leave=False) as bar:
@@ -848,6 +873,9 @@ def filter_mask(ws: "Workspace", filters: Mapping[str, Any] | None, n: int | Non
             continue
         if key == "date":
             lo, hi = (v, v) if isinstance(v, str) else tuple(v)
+            if lo is not None and hi is not None and _date(lo) > _date(hi):
+                raise CuratorError(f"date range {lo} .. {hi} is reversed: it ends before it starts",
+                                   f"pass the earlier date first: {hi} {lo}")
             dates = pd.Series(table.column("date").to_pandas(), dtype=object)
             ok = dates.notna().to_numpy().copy()
             text = dates.fillna("").astype(str).str.slice(0, 10)
@@ -905,12 +933,16 @@ def _date(value: Any) -> str:
 def search(ws: "Workspace", run: str, ids: int | Sequence[int] | np.ndarray | None = None,
            vectors: np.ndarray | None = None, image: Any = None, k: int = 20, mode: str = "mean",
            filters: Mapping[str, Any] | None = None, exclude: Sequence[int] | np.ndarray | None = None,
-           nprobe: int | None = None, ef_search: int | None = None, device: str = "auto") -> SearchResult:
+           nprobe: int | None = None, ef_search: int | None = None, device: str = "auto",
+           tiles: int | None = None) -> SearchResult:
     """The `k` chips nearest to the query: chip ids, vectors, and/or image files (embedded by the
     run's model). Several positives are averaged (`mode="mean"`) or searched one by one and merged
     (`mode="union"`, best score per chip). Query chips and `exclude` never come back; `filters`
     (see `filter_mask`) apply inside the search. `nprobe` / `ef_search` override the calibrated knob.
+    `tiles=N` cuts one query image (or chip) N x N and ranks chips by bucket votes (`multires`).
     """
+    if tiles is not None:
+        return _tile_search(ws, run, ids, vectors, image, k, filters, exclude, tiles)
     if mode not in MODES:
         raise CuratorError(f"unknown search mode {mode!r}", "use mode='mean' (average the positives) or 'union'")
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
@@ -972,6 +1004,60 @@ def search(ws: "Workspace", run: str, ids: int | Sequence[int] | np.ndarray | No
                         rows_loader=lambda: _manifest_rows(ws, I, extra))
 
 
+def _tile_search(ws: "Workspace", run: str, ids: Any, vectors: Any, image: Any, k: int,
+                 filters: Mapping[str, Any] | None, exclude: Any, tiles: int) -> SearchResult:
+    if vectors is not None:
+        raise CuratorError("tile voting needs a query image or chip, not vectors", "pass image=... or ids=one chip id")
+    qids = [] if ids is None else np.atleast_1d(np.asarray(ids)).astype(np.int64).tolist()
+    images = [ws.load_chip(i) for i in qids] + ([] if image is None else list(image) if isinstance(image, list) else [image])
+    if len(images) != 1:
+        raise CuratorError(f"tile voting takes one query image, got {len(images)}", "search one image or chip at a time")
+    skip = list(qids) + (list(exclude) if exclude is not None else [])
+    return tile_search(ws, run, images[0], tiles, k, filters=filters, exclude=skip or None)
+
+
+def tile_search(ws: "Workspace", run: str, image: Any, grid: int = 2, k: int = 20, *, per_tile: int | None = None,
+                overlap: float = 0.0, filters: Mapping[str, Any] | None = None,
+                exclude: Sequence[int] | np.ndarray | None = None, group_by: str | None = None,
+                embed: Callable[[list[np.ndarray]], np.ndarray] | None = None) -> SearchResult:
+    """Search with a query larger than a chip: tile it `grid` x `grid`, search each tile
+    (`per_tile` results, default 3k), and rank chips by their votes. `group_by` (a manifest
+    column, e.g. 'origin') votes for parent images and returns each group's best chip.
+    `embed` maps a list of tiles to vectors (default: the run's model). See `multires`."""
+    from .images import read_image
+    from .voting import tile_grid, vote
+
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise CuratorError(f"k={k!r} must be a positive integer", "ask for e.g. k=20 results")
+    img = read_image(image) if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else np.asarray(image)
+    tiles = tile_grid(img, grid, overlap)
+    sim = load_index(ws, run)
+    q = np.asarray(embed(tiles) if embed is not None else embed_query_images(ws, run, tiles), np.float32)
+    if q.shape != (len(tiles), sim.dim):
+        raise CuratorError(f"tile vectors have shape {q.shape}, index {run!r} has dimension {sim.dim}",
+                           "embed the tiles with the model of the same run")
+    n = sim.ntotal
+    mask = filter_mask(ws, filters, n)
+    excl = np.asarray(list(exclude) if exclude is not None else [], np.int64)
+    if excl.size:
+        mask = np.ones(n, bool) if mask is None else mask.copy()
+        mask[excl[(excl >= 0) & (excl < n)]] = False
+    per = int(per_tile or 3 * k)
+    _, I = sim.search_prepared(prepare(q, sim.metric), per, mask, None)
+    groups = None
+    if group_by is not None:
+        table = ws.table()
+        if group_by not in table.column_names:
+            raise CuratorError(f"the manifest has no column {group_by!r} to vote by", "use e.g. group_by='origin'")
+        groups = np.asarray(table.column(group_by).to_pandas().astype(str).to_numpy()[:n])
+    ids, scores, hits = vote(I, int(k), groups)
+    info = {"run": run, "k": int(k), "mode": f"tiles{grid}x{grid}", "grid": int(grid), "per_tile": per,
+            "queries": len(tiles), "backend": sim.backend, "factory": sim.params["factory"], "group_by": group_by}
+    extra = {"rank": np.arange(1, len(ids) + 1), "score": scores, "hits": hits}
+    return SearchResult(ids=ids, scores=scores, metric="votes", params=info,
+                        rows_loader=lambda: _manifest_rows(ws, ids, extra))
+
+
 def _union(D: np.ndarray, I: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ids, dist = I.ravel(), D.ravel()
     ok = ids >= 0
@@ -1024,7 +1110,8 @@ def embed_query_images(ws: "Workspace", run: str, image: Any) -> np.ndarray:
         hit = (stamp, load_model(ws, model_run))
         _MODELS[key] = hit
     items = list(image) if isinstance(image, tuple) else image
-    return np.asarray(embed_images(hit[1], items), dtype=np.float32)
+    return np.asarray(embed_images(hit[1], items, tta=bool(meta.get("tta")), image_size=meta.get("image_size")),
+                      dtype=np.float32)
 
 
 # ============================================================================== kNN graph
@@ -1047,7 +1134,7 @@ def knn_graph(ws: "Workspace", run: str, k: int, include_self: bool = False, dev
         except (OSError, KeyError, ValueError):
             pass
     kk = min(k, max(n - 1, 0))
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     ids = np.full((n, k), -1, np.int64)
     d2 = np.full((n, k), np.inf, np.float32)

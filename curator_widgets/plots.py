@@ -1,4 +1,5 @@
-"""Static matplotlib views of chips, so papermill outputs and the docs show what the widgets show.
+"""Static matplotlib views of chips and of an active loop's learning curve, so papermill outputs and the
+docs show what the widgets show.
 
 Figures are built without pyplot: they never depend on (or change) the active backend, and a
 notebook cell that ends with one displays it exactly once.
@@ -35,4 +36,59 @@ def chip_grid(ws: Any, ids: Sequence[int] | np.ndarray, captions: Sequence[str] 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def learning_curve(history: Any, title: str = "", path: Any = None, ax: Any = None) -> Any:
+    """An active loop's learning curve from its per-round table (`ActiveLoop.history()`): quality (true or
+    held-out F1 / recall / precision) and positives found / left, both against the labelled share."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from .atomic import atomic_path
+
+    h = history
+    if h.empty:
+        raise CuratorError("no rounds yet, nothing to plot", "call loop.step() first")
+    if ax is None:
+        fig = Figure(figsize=(10, 3.8))
+        axes = np.atleast_1d(fig.subplots(1, 2))
+    else:
+        axes = np.atleast_1d(ax)
+        fig = axes[0].figure
+    x = h["labelled_pct"]
+    left = axes[0]
+    quality = [("true_f1", "-o"), ("true_recall", "-s"), ("true_precision", "-^"), ("true_macro_f1", "-o"),
+               ("true_macro_recall", "-s"), ("holdout_f1", "--o"), ("holdout_macro_f1", "--o")]
+    for col, style in quality:
+        if col in h and h[col].notna().any():
+            left.plot(x, h[col], style, label=col.replace("_", " "))
+    left.set_xlabel("labelled (% of chips)")
+    left.set_ylim(0, 1.02)
+    left.set_title(title)
+    if left.lines:
+        left.legend(loc="lower right", fontsize=8)
+    if len(axes) > 1 and "positives_found" in h:
+        right = axes[1]
+        right.plot(x, h["positives_found"], "-o", label="positives found (labelled)")
+        if "estimated_positives_left" in h:
+            right.plot(x, h["estimated_positives_left"], "--", label="estimated positives left")
+        if "true_positives_left" in h:
+            right.plot(x, h["true_positives_left"], ":", label="true positives left")
+        right.set_xlabel("labelled (% of chips)")
+        right.legend(fontsize=8)
+    per_class = [c for c in h.columns if c.startswith("true_recall_")]
+    if len(axes) > 1 and "positives_found" not in h and per_class:  # multi-class: recall of each class
+        right = axes[1]
+        for col in per_class:
+            right.plot(x, h[col], "-o", label=col.replace("true_recall_", "recall "))
+        right.set_xlabel("labelled (% of chips)")
+        right.set_ylim(0, 1.02)
+        right.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        path = Path(path)
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     return fig

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # torch is imported lazily so `import curator_widgets` stays 
 METHODS = ("fps", "stratified", "clusters", "random")
 METRICS = ("l2", "cosine")
 ENGINES = ("auto", "eager", "compiled")
+LAYOUTS = ("auto", "features", "rows")
 # Rows converted per chunk when staging the input (bounds temporaries to chunk x d).
 DEFAULT_CHUNK = 32768
 # Columns per block when the CPU eager path widens float16 storage to float32 (fits in L2/L3).
@@ -36,6 +37,9 @@ _HALF_BLOCK = 16384
 # (float32: ~30 s of eager work at 10 GB/s; float16 storage, which eager widens slowly: ~5 s).
 _COMPILE_BYTES = 3e11
 _COMPILE_HALF_BYTES = 2e10
+# Bytes streamed above which layout="auto" on the CPU eager engine times both layouts first (~0.1 s).
+_CALIBRATE_BYTES = 1e10
+_LAYOUT_CACHE: dict[tuple, str] = {}
 
 
 # ----------------------------------------------------------------------------- input handling
@@ -160,7 +164,7 @@ def _to_distance(d2: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _progress(total: int, enabled: bool | None, work: float, desc: str):
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     show = (work > 2e9) if enabled is None else bool(enabled)
     return tqdm(total=total, desc=desc, unit="pick", disable=not show, leave=False)
@@ -171,12 +175,13 @@ class _Store:
     """The data in the layout the engine streams fastest, plus squared norms; everything else is O(N)."""
 
     def __init__(self, X: Any, metric: str, dtype: "torch.dtype", device: "torch.device", transposed: bool,
-                 chunk: int):
+                 chunk: int, mean: "torch.Tensor | None" = None):
         import torch
 
         n, d = _shape(X)
         self.n, self.d, self.metric, self.dtype, self.device = n, d, metric, dtype, device
-        mean = _column_mean(X, n, d, chunk) if metric == "l2" else None
+        if metric == "l2" and mean is None:  # a shard of a larger matrix is given the whole matrix's mean
+            mean = _column_mean(X, n, d, chunk)
         # CPU eager keeps features-major [d, N]: MKL's gemv streams that layout at memory speed, while the
         # row-major [N, d] product runs at a fraction of it on AVX2 machines (measured in the benchmark).
         self.transposed = transposed
@@ -300,8 +305,57 @@ def _seed_list(start: int | Sequence[int], n: int, k: int) -> list[int]:
     return out
 
 
+def calibrate_layout(d: int, dtype: Any = "float32", rows: int = 1 << 16, repeats: int = 3) -> str:
+    """'features' ([d, N]) or 'rows' ([N, d]): whichever streams faster here, timed on random data.
+
+    Which one wins depends on the CPU and its BLAS (MKL's gemv is at memory speed on one machine
+    and at half of it on another), so it is measured once per process, dimension and dtype.
+    """
+    import time
+
+    import torch
+
+    sdtype = _resolve_dtype(np.zeros((1, 1), np.float32), dtype)
+    key = (int(d), str(sdtype), torch.get_num_threads(), int(rows))
+    if key not in _LAYOUT_CACHE:
+        g = torch.Generator().manual_seed(0)
+        data = torch.randn(rows, d, generator=g)
+        best: dict[str, float] = {}
+        with torch.no_grad():
+            for layout in ("features", "rows"):
+                store = _Store(data, "l2", sdtype, torch.device("cpu"), layout == "features", DEFAULT_CHUNK)
+                out = torch.empty(rows, dtype=torch.float32)
+                c = store.row(0)
+                times = []
+                for _ in range(repeats + 1):  # the first run warms caches and BLAS
+                    t0 = time.perf_counter()
+                    store.sq_dists(c, out)
+                    times.append(time.perf_counter() - t0)
+                best[layout] = min(times[1:])
+                del store
+        _LAYOUT_CACHE[key] = min(best, key=lambda k: (best[k], k != "features"))
+    return _LAYOUT_CACHE[key]
+
+
+def _choose_layout(layout: str, n: int, d: int, k: int, sdtype: "torch.dtype", dev: "torch.device", eng: str) -> bool:
+    """True for features-major storage. The GPU and the compiled engine stream rows; CPU eager measures
+    both layouts when the job is large enough for 0.1 s to be noise, else keeps features-major."""
+    import torch
+
+    if layout not in LAYOUTS:
+        raise CuratorError(f"unknown layout {layout!r}", f"use one of {', '.join(LAYOUTS)}")
+    if dev.type != "cpu" or eng == "compiled":
+        return False
+    if layout != "auto":
+        return layout == "features"
+    streamed = float(n) * d * k * (2 if sdtype == torch.float16 else 4)
+    if streamed < _CALIBRATE_BYTES:
+        return True
+    return calibrate_layout(d, "float16" if sdtype == torch.float16 else "float32") == "features"
+
+
 def farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0, metric: str = "l2", *,
-                          dtype: Any = None, device: Any = None, engine: str = "auto",
+                          dtype: Any = None, device: Any = None, engine: str = "auto", layout: str = "auto",
                           chunk_size: int = DEFAULT_CHUNK, progress: bool | None = None
                           ) -> tuple[np.ndarray, np.ndarray]:
     """Exact greedy k-center: returns (indices [k], covering radius after each pick [k]).
@@ -309,6 +363,7 @@ def farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0, metric
     Deterministic for a given `start` (an index, or several already-chosen indices that come
     first). `dtype="float16"` halves memory (and CPU time with `engine="compiled"`); on a GPU the
     picks never leave the device until the end. Radii are in `metric` units (cosine: 1 - cos).
+    `layout` ('features' [d, N] or 'rows' [N, d]) is timed at run time on CPU when left 'auto'.
     """
     import torch
 
@@ -322,18 +377,21 @@ def farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0, metric
     if chunk_size < 1:
         raise CuratorError(f"chunk_size={chunk_size} must be positive", "use the default or e.g. 32768")
 
-    return _fps(X, k, seeds, metric, sdtype, dev, eng, chunk_size, progress, device_loop=dev.type != "cpu")
+    transposed = _choose_layout(layout, n, d, k, sdtype, dev, eng)
+    return _fps(X, k, seeds, metric, sdtype, dev, eng, chunk_size, progress, device_loop=dev.type != "cpu",
+                transposed=transposed)
 
 
 def _fps(X: Any, k: int, seeds: list[int], metric: str, sdtype: "torch.dtype", dev: "torch.device", eng: str,
-         chunk_size: int, progress: bool | None, device_loop: bool) -> tuple[np.ndarray, np.ndarray]:
+         chunk_size: int, progress: bool | None, device_loop: bool, transposed: bool = True
+         ) -> tuple[np.ndarray, np.ndarray]:
     """The FPS loop. With `device_loop` (GPU) the pick stays a device tensor from argmax to the next
     gather, so the host never waits on the device; tests run that same loop on the CPU."""
     import torch
 
     n, d = _shape(X)
     with torch.no_grad():
-        store = _Store(X, metric, sdtype, dev, not device_loop and eng == "eager", chunk_size)
+        store = _Store(X, metric, sdtype, dev, transposed and not device_loop and eng == "eager", chunk_size)
         step = None
         mind = torch.full((n,), math.inf, dtype=torch.float32, device=dev)
         if eng == "compiled":
@@ -346,7 +404,7 @@ def _fps(X: Any, k: int, seeds: list[int], metric: str, sdtype: "torch.dtype", d
                 warnings.warn(f"torch.compile is unavailable here ({type(e).__name__}: {e}); using the eager engine",
                               stacklevel=2)
                 step = None
-                store = _Store(X, metric, sdtype, dev, not device_loop, chunk_size)
+                store = _Store(X, metric, sdtype, dev, transposed and not device_loop, chunk_size)
         picks = torch.empty(k, dtype=torch.int64, device=dev)
         radii = torch.empty(k, dtype=torch.float32, device=dev)
         tmp = torch.empty(n, dtype=torch.float32, device=dev)
@@ -661,7 +719,7 @@ def embeddings_for(ws: "Workspace", run: str) -> np.ndarray:
 
 def selection_stats(ws: "Workspace", ids: Sequence[int] | np.ndarray) -> dict[str, Any]:
     """What a person checks first about a selection: its ocean share and, with labels, its class balance."""
-    from .balance import class_counts, class_size_std
+    from .class_stats import class_counts, class_size_std
 
     ids = np.asarray(ids, dtype=np.int64)
     df = ws.manifest

@@ -39,7 +39,7 @@ BASE_LR = {"adamw": 2e-3, "sgd": 0.2}
 BASE_WD = {"adamw": 1e-4, "sgd": 5e-4}
 # Settings that change the optimisation: a resumed run must match them exactly.
 RESUME_KEYS = ("method", "backbone", "image_size", "batch_size", "lr", "weight_decay", "optimizer", "temperature",
-               "warmup", "accumulate", "seed", "weights", "augment", "ids_digest")
+               "warmup", "accumulate", "seed", "weights", "augment", "ids_digest", "max_steps", "max_seconds")
 
 
 def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: str = "small_cnn",
@@ -50,7 +50,8 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
               resume: bool = True, seed: int = 0, weights: str | None = None,
               augment: AugmentConfig | Mapping[str, Any] | None = None, workers: int | None = None,
               knn: bool = True, knn_k: int = 20, progress: bool = True,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              on_epoch: Callable[[dict[str, Any]], None] | None = None, max_steps: int | None = None,
+              max_seconds: float | None = None) -> dict[str, Any]:
     """Train `backbone` with `method` on the chips `ids` (default: all) and return a run summary.
 
     `batch_size=None` is 256 on a GPU and 64 on the CPU (more optimizer steps for the same
@@ -60,6 +61,12 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
     `compile=True` (or a backend name) wraps the model in torch.compile. With `resume=True` a run
     continues from its last checkpoint and a finished run returns at once; `resume=False` starts
     over (the old checkpoint is replaced only when the new run's first epoch is saved).
+
+    A budget ends the run early with the learning-rate schedule fitted to it: `max_steps` caps the
+    optimizer steps (the cosine runs over min(max_steps, epochs x steps per epoch)); with
+    `max_seconds` of training time the schedule follows the larger of the step and the time
+    fractions, so the step that exhausts the budget is the schedule's last. Either way the last
+    checkpoint holds a finished encoder, and resuming a finished run returns at once.
     """
     t_start = time.perf_counter()
     dev = resolve_device(device)
@@ -71,6 +78,7 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
     if optimizer is None:
         optimizer = DEFAULT_OPTIMIZER.get(method, "adamw")
     _validate(method, backbone, image_size, epochs, batch_size, optimizer, accumulate, warmup, temperature)
+    _validate_budget(max_steps, max_seconds)
 
     if state is not None and ids is None:
         ids_arr = check_ids(ws, state["ids"].numpy())  # resume trains on the chips it started with
@@ -97,7 +105,8 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
         "optimizer": optimizer, "temperature": float(temperature), "warmup": float(warmup),
         "accumulate": int(accumulate), "seed": int(seed), "weights": weights, "augment": aug_cfg.to_dict(),
         "n_train": int(len(ids_arr)), "ids_digest": _digest(ids_arr), "steps_per_epoch": steps_per_epoch,
-        "versions": _versions(),
+        "max_steps": None if max_steps is None else int(max_steps),
+        "max_seconds": None if max_seconds is None else float(max_seconds), "versions": _versions(),
     }
 
     if state is not None:
@@ -108,8 +117,9 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
             raise CuratorError(f"run {run!r} exists with different settings ({listed})",
                                "pass resume=False to start it over, or choose a new run name")
         config.update(mean=old["mean"], std=old["std"], dim=old["dim"], created=old["created"])
-        if state["epoch"] >= epochs:
-            return _summary(ws, run, config, state["history"], state["epoch"], dev, t_start, skipped=True)
+        if state["epoch"] >= epochs or state.get("finished"):
+            return _summary(ws, run, config, state["history"], state["epoch"], dev, t_start, skipped=True,
+                            stopped=state.get("finished"))
 
     # ---------------------------------------------------------------- data
     cached = fits_in_memory(len(ws), image_size)
@@ -146,13 +156,15 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
     step_losses: list[float] = list(state["step_losses"]) if state else []
     step = int(state["step"]) if state else 0
     start_epoch = int(state["epoch"]) if state else 0
-    total_steps = steps_per_epoch * epochs
+    total_steps = min(steps_per_epoch * epochs, int(max_steps)) if max_steps else steps_per_epoch * epochs
     warmup_steps = min(int(round(warmup * steps_per_epoch)), total_steps - 1)
+    budget = _Budget(total_steps, max_seconds, float(state.get("train_seconds", 0.0)) if state else 0.0,
+                     capped=total_steps < steps_per_epoch * epochs)
     if monitor is not None and not history:
         history.append({"epoch": 0, "loss": None, "knn_top1": monitor.evaluate(model.encoder)})
 
     from lightly.utils.scheduler import cosine_schedule, cosine_warmup_schedule
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     aug = SatelliteAugment(image_size, aug_cfg)
     resident = _to_device(images, dev) if images is not None else None
@@ -160,6 +172,8 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
                disable=not progress, leave=False)
     try:
         for epoch in range(start_epoch, epochs):
+            if budget.finished(step):
+                break
             epoch_seed = int(seed) * 1_000_003 + epoch
             g_aug = torch.Generator(device=dev).manual_seed(epoch_seed + 1)
             model.train()
@@ -176,14 +190,19 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
                 (loss / accumulate).backward()
                 losses.append(loss.detach().float())
                 if (b + 1) % accumulate == 0:
-                    cur_lr = cosine_warmup_schedule(step, total_steps, lr, lr * 1e-3, warmup_steps, 0.0)
+                    at = budget.schedule_step(step)
+                    cur_lr = cosine_warmup_schedule(at, total_steps, lr, lr * 1e-3, warmup_steps, 0.0)
                     for group in opt.param_groups:
                         group["lr"] = cur_lr
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                     if method == "byol":
-                        model.momentum_update(cosine_schedule(step, total_steps, 0.99, 1.0))
+                        model.momentum_update(cosine_schedule(at, total_steps, 0.99, 1.0))
                     step += 1
+                    budget.stepped()
+                    if budget.finished(step):
+                        bar.update(1)
+                        break
                 bar.update(1)
                 if b % 10 == 9 or b == batches_per_epoch - 1:
                     recent = float(torch.stack(losses[-10:]).mean())
@@ -192,20 +211,28 @@ def train_ssl(ws, run: str = "simclr-small", method: str = "simclr", backbone: s
                                     img_s=f"{(b + 1) * bs / (time.perf_counter() - t0):.0f}")
             epoch_losses = torch.stack(losses).cpu().tolist()
             seconds = time.perf_counter() - t0
+            done = len(epoch_losses)
             _check_finite(sum(epoch_losses), run, epoch, len(epoch_losses) - 1)
             step_losses += epoch_losses
             entry = {"epoch": epoch + 1, "loss": float(np.mean(epoch_losses)), "lr": float(cur_lr), "step": step,
-                     "seconds": round(seconds, 3), "images_per_s": round(batches_per_epoch * bs / seconds, 1)}
+                     "seconds": round(seconds, 3), "images_per_s": round(done * bs / seconds, 1)}
+            finished = budget.finished(step)
+            if finished:
+                entry["stopped"] = finished
             if monitor is not None:
                 entry["knn_top1"] = monitor.evaluate(model.encoder)
             history.append(entry)
-            _save(run_dir, config, model, opt, epoch + 1, step, history, step_losses, ids_arr)
+            _save(run_dir, config, model, opt, epoch + 1, step, history, step_losses, ids_arr,
+                  extra={"train_seconds": budget.seconds(), "finished": finished})
             ws.record("runs", run, _run_record(config, history, epoch + 1, dev))
             if on_epoch is not None:
                 on_epoch(dict(entry))
+            if finished:
+                break
     finally:
         bar.close()
-    return _summary(ws, run, config, history, epochs, dev, t_start)
+    last_epoch = history[-1]["epoch"] if history and history[-1].get("loss") is not None else epochs
+    return _summary(ws, run, config, history, last_epoch, dev, t_start, stopped=budget.finished(step))
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -255,6 +282,50 @@ def _validate(method, backbone, image_size, epochs, batch_size, optimizer, accum
             raise CuratorError(f"{name}={v!r} must be an integer >= {lo}", f"pass {name}={lo} or more")
     if warmup < 0 or temperature <= 0:
         raise CuratorError(f"warmup={warmup} must be >= 0 and temperature={temperature} > 0", "use e.g. warmup=1, temperature=0.2")
+
+
+def _validate_budget(max_steps: int | None, max_seconds: float | None) -> None:
+    if max_steps is not None and (int(max_steps) != max_steps or max_steps < 1):
+        raise CuratorError(f"max_steps={max_steps!r} must be an integer >= 1", "pass e.g. max_steps=500, or None")
+    if max_seconds is not None and not (math.isfinite(float(max_seconds)) and float(max_seconds) > 0):
+        raise CuratorError(f"max_seconds={max_seconds!r} must be a positive number", "pass e.g. max_seconds=600")
+
+
+class _Budget:
+    """Where the learning-rate schedule stands under a step and/or time budget, and whether it is spent."""
+
+    def __init__(self, total_steps: int, max_seconds: float | None, seconds_before: float, capped: bool = True):
+        self.total, self.max_seconds, self.before = total_steps, max_seconds, seconds_before
+        self.capped = capped  # max_steps ends the run before its epochs do; otherwise the epochs end it
+        self.start = time.perf_counter()
+        self.steps_here = 0
+        self.out_of_time = False
+
+    def seconds(self) -> float:
+        """Training seconds so far, across resumed sessions."""
+        return self.before + time.perf_counter() - self.start
+
+    def _step_seconds(self) -> float:
+        return (time.perf_counter() - self.start) / self.steps_here if self.steps_here else 0.0
+
+    def schedule_step(self, step: int) -> int:
+        """The schedule position of optimizer step `step`: the step itself, or further along when time runs
+        faster than steps; the last step the time budget allows is the schedule's last (total - 1)."""
+        if self.max_seconds is None:
+            return step
+        if self.seconds() + self._step_seconds() >= self.max_seconds:
+            self.out_of_time = True  # this step is the last: it runs at the schedule's end
+            return self.total - 1
+        return min(self.total - 1, max(step, int(self.seconds() / self.max_seconds * self.total)))
+
+    def stepped(self) -> None:
+        self.steps_here += 1
+
+    def finished(self, step: int) -> str | None:
+        """Why training is over before its epochs end ('max_steps' / 'max_seconds'), else None."""
+        if step >= self.total:
+            return "max_steps" if self.total and self.capped else None
+        return "max_seconds" if self.out_of_time else None
 
 
 def _read(path: Path, fmt: str) -> dict[str, Any]:
@@ -367,11 +438,11 @@ class _Monitor:
 
 
 def _save(run_dir: Path, config: dict, model: SSLModel, opt: torch.optim.Optimizer, epoch: int, step: int,
-          history: list, step_losses: list, ids: np.ndarray) -> None:
+          history: list, step_losses: list, ids: np.ndarray, extra: dict[str, Any] | None = None) -> None:
     """Checkpoint (full state, for resume) and encoder (for embedding), both atomic, then metrics and curve."""
     _torch_save(run_dir / CHECKPOINT, {"format": FORMAT, "version": 1, "config": config, "epoch": epoch, "step": step,
                                        "model": _cpu_state(model), "optimizer": opt.state_dict(), "history": history,
-                                       "step_losses": step_losses, "ids": torch.from_numpy(ids)})
+                                       "step_losses": step_losses, "ids": torch.from_numpy(ids), **(extra or {})})
     _torch_save(run_dir / ENCODER, {"format": ENCODER_FORMAT, "version": 1, "config": config, "epoch": epoch,
                                     "step": step, "state": _cpu_state(model.encoder)})
     write_json(run_dir / "metrics.json", {"run": config["run"], "epoch": epoch, "step": step, "history": history,
@@ -428,7 +499,7 @@ def _run_record(config: dict, history: list, epoch: int, dev: torch.device) -> d
 
 
 def _summary(ws, run: str, config: dict, history: list, epoch: int, dev: torch.device, t_start: float,
-             skipped: bool = False) -> dict[str, Any]:
+             skipped: bool = False, stopped: str | None = None) -> dict[str, Any]:
     trained = [h for h in history if h.get("loss") is not None]
     last = trained[-1] if trained else {}
     knn = [h["knn_top1"] for h in history if h.get("knn_top1") is not None]
@@ -436,7 +507,8 @@ def _summary(ws, run: str, config: dict, history: list, epoch: int, dev: torch.d
     return {"run": run, "method": config["method"], "backbone": config["backbone"], "epochs": config["epochs"],
             "epoch": epoch, "dim": config.get("dim"), "n_train": config["n_train"], "loss": last.get("loss"),
             "knn_top1": knn[-1] if knn else None, "knn_top1_initial": knn[0] if knn else None,
-            "images_per_s": last.get("images_per_s"), "device": str(dev), "skipped": skipped,
+            "images_per_s": last.get("images_per_s"), "device": str(dev), "skipped": skipped, "stopped": stopped,
+            "step": last.get("step"),
             "seconds": round(time.perf_counter() - t_start, 2), "model_dir": str(run_dir),
             "checkpoint": str(run_dir / CHECKPOINT), "history": history}
 

@@ -7,6 +7,8 @@ import fcntl
 import json
 import os
 import platform
+import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -25,6 +27,8 @@ from .sources.base import Chip, IngestResult, Source
 FORMAT = "curator-workspace"
 VERSION = 1
 CHIPS_PER_FOLDER = 1000
+# a chip file 00000042.png, or the temp file of an interrupted atomic write of one
+_CHIP_FILE = re.compile(r"(?:(\.)([0-9]{8})\.[a-z]+\..+\.tmp|()([0-9]{8})\.[a-z]+)")
 
 
 def _now() -> str:
@@ -45,24 +49,29 @@ class Workspace:
     def create(cls, root: str | os.PathLike, description: str = "", exist_ok: bool = False) -> "Workspace":
         """Make a new workspace folder; an existing workspace is opened only with `exist_ok=True`."""
         root = Path(root).expanduser()
+        if root.exists() and not root.is_dir():
+            raise CuratorError(f"{root} is a file, not a folder", "choose a new folder path for the workspace")
         if (root / "workspace.json").exists():
             if not exist_ok:
                 raise CuratorError(f"{root} is already a workspace",
                                    "use Workspace.open(path) to resume it, or choose a new folder")
             return cls.open(root)
-        if root.exists() and any(root.iterdir()):
+        if root.exists() and not _only_a_killed_create(root):
             raise CuratorError(f"{root} exists and is not empty (and is not a workspace)",
                                "choose a new or empty folder so nothing there is overwritten")
-        for sub in ("chips", "models", "embeddings", "index", "projections"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            for sub in _SKELETON:
+                (root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CuratorError(f"cannot create a workspace at {root}: {e.strerror}",
+                               "choose a folder you can write to") from None
         meta = {"format": FORMAT, "version": VERSION, "created": _now(), "description": description,
                 "sources": [], "parameters": {}, "runs": {},
                 "provenance": {"curator_widgets": _package_version(), "python": platform.python_version(),
                                "platform": platform.platform()}}
-        write_json(root / "workspace.json", meta)
-        ws = cls(root, meta)
-        _manifest.write(ws.manifest_path, _manifest.rows_to_table([]))
-        return ws
+        _manifest.write(root / "manifest.parquet", _manifest.rows_to_table([]))
+        write_json(root / "workspace.json", meta)  # last: its presence means the workspace is whole
+        return cls(root, meta)
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> "Workspace":
@@ -174,13 +183,15 @@ class Workspace:
                                "use an id from ws.manifest['id']")
 
     def add_chips(self, chips: Iterable[Chip], flush_every: int = 2048, progress: bool | str = True,
-                  total: int | None = None) -> IngestResult:
+                  total: int | None = None, flush_seconds: float = 2.0) -> IngestResult:
         """Append chips (writing their images) to the manifest; chips whose key exists are skipped.
 
         Images are written before their manifest rows, and rows are flushed atomically every
-        `flush_every` chips, so a crash loses at most one unflushed batch and never earlier rows.
+        `flush_every` chips or `flush_seconds` (more when a flush itself is slow: at most a fifth
+        of the time goes to flushing), so a crash loses seconds of work and never earlier rows.
+        Chip files a killed run wrote past the manifest are removed first (they are re-cut).
         """
-        from tqdm.auto import tqdm
+        from .progress import progress_bar as tqdm
 
         result = IngestResult()
         with self._lock():
@@ -188,16 +199,21 @@ class Workspace:
             table = self.table()
             known = set(table.column("key").to_pylist())
             next_id = table.num_rows
+            self._remove_orphan_chips(next_id)
             pending: list[dict[str, Any]] = []
             bar = tqdm(chips, total=total, desc=progress if isinstance(progress, str) else "chips",
                        unit="chip", disable=not progress, leave=False)
+            last_flush, flush_cost = time.monotonic(), 0.0
 
             def flush() -> None:
-                nonlocal table
+                nonlocal table, last_flush, flush_cost
                 if pending:
+                    t0 = time.monotonic()
                     table = pa.concat_tables([table, _manifest.rows_to_table(pending)], promote_options="default")
                     _manifest.write(self.manifest_path, table)
                     pending.clear()
+                    last_flush = time.monotonic()
+                    flush_cost = last_flush - t0
 
             for chip in bar:
                 if chip.key in known:
@@ -218,21 +234,58 @@ class Workspace:
                 result.ids.append(cid)
                 result.added += 1
                 next_id += 1
-                if len(pending) >= flush_every:
+                if len(pending) >= flush_every or time.monotonic() - last_flush >= max(flush_seconds, 4 * flush_cost):
                     flush()
             flush()
             self._table, self._frame = table, None
         return result
 
+    def _remove_orphan_chips(self, first_free: int) -> int:
+        """Delete chip files (and temp files) with ids >= `first_free`: written by a killed ingest
+        after its last manifest flush, so no row points at them and the resumed run re-cuts them."""
+        removed = 0
+        chips = self.root / "chips"
+        if not chips.is_dir():
+            return 0
+        for folder in chips.iterdir():
+            if not (folder.name.isdigit() and folder.is_dir() and not folder.is_symlink()
+                    and int(folder.name) >= first_free // CHIPS_PER_FOLDER):
+                continue
+            for f in folder.iterdir():
+                m = _CHIP_FILE.fullmatch(f.name)
+                if m and (m.group(1) is not None or int(m.group(4)) >= first_free):
+                    f.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def ingest(self, source: Source, region: BBox | Sequence[float] | None = None,
-               dates: Sequence[str] | str | None = None, size: int | None = 256, overlap: float = 0.0,
+               dates: Sequence[str] | str | None = None, size: int | None | str = "auto", overlap: float = 0.0,
                boundary: str = "shift", progress: bool = True) -> IngestResult:
-        """Cut chips from `source` into this workspace; re-running adds only what is missing."""
+        """Cut chips from `source` into this workspace; re-running adds only what is missing.
+
+        `size="auto"` is the source's own default: a folder's images whole, at their own size
+        (used in place); 256 px chips for map sources. An ingest that adds and finds nothing
+        is an error that says why (e.g. every image smaller than the chip size).
+        """
+        if size == "auto":
+            size = getattr(source, "default_size", 256)
+        if size is not None and (isinstance(size, (bool, str)) or int(size) != size or int(size) < 1):
+            raise CuratorError(f"chip size {size!r} is not a positive number of pixels",
+                               "pass e.g. size=64 or 256 (or size=None to use whole images)")
         region_t = None if region is None else BBox.coerce(region).as_tuple()
         result = self.add_chips(source.chips(region=region_t, dates=dates, size=size, overlap=overlap,
                                              boundary=boundary),
                                 progress=f"{source.name} chips" if progress else False)
         result.skipped = list(source.errors)
+        if result.added == 0 and result.existing == 0:
+            reasons = sorted({e.reason for e in result.skipped})
+            why = (f"all {len(result.skipped)} inputs were skipped: " + "; ".join(reasons[:3])) if reasons \
+                else "the source yielded no chips for this region, dates and size" + _stats(source)
+            fix = ("use a smaller size, or size=None for whole images at their own size"
+                   if any("larger than" in r for r in reasons) else
+                   "check the inputs named above (corrupt or unreadable files are skipped)" if reasons else
+                   "widen the region or dates, or choose a smaller chip size")
+            raise CuratorError(f"nothing was ingested from {source.name}: {why}", fix)
         self._append_source({**source.describe(), "region": region_t, "dates": dates, "size": size,
                              "overlap": overlap, "boundary": boundary, "added": result.added,
                              "existing": result.existing, "skipped": len(result.skipped), "time": _now()})
@@ -257,6 +310,38 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r}, chips={len(self)})"
+
+
+def _stats(source: Source) -> str:
+    """A source's own counters (e.g. GIBS's blank chips dropped), when it keeps any."""
+    stats = {k: v for k, v in (getattr(source, "stats", None) or {}).items() if v}
+    return f" ({', '.join(f'{k}: {v}' for k, v in stats.items())})" if stats else ""
+
+
+_SKELETON = ("chips", "models", "embeddings", "index", "projections")
+
+
+def _only_a_killed_create(root: Path) -> bool:
+    """Whether `root` holds nothing but what an interrupted `create` makes (empty folders, an empty
+    manifest, temp files), so a re-run may finish it; anything else is someone's data."""
+    for p in root.iterdir():
+        if p.name in _SKELETON and p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+            continue
+        if p.name.startswith((".manifest.parquet.", ".workspace.json.")) and p.name.endswith(".tmp"):
+            continue
+        if p.name == "manifest.parquet" and _empty_manifest(p):
+            continue
+        return False
+    return True
+
+
+def _empty_manifest(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(path).num_rows == 0
+    except Exception:  # pyarrow raises several types for damaged files
+        return False
 
 
 def _check_run(run: str) -> str:

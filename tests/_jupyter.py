@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,16 +11,12 @@ from pathlib import Path
 
 import httpx
 
+from helpers import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 # other server extensions installed in the environment, switched off to start faster
 OTHER_EXTENSIONS = ("jupyter_lsp", "jupyter_server_terminals", "jupytext", "notebook_shim", "jupyterlab_jupytext",
                     "nbclassic", "voila", "jupyter_server_ydoc", "jupyter_collaboration")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class JupyterProcess:

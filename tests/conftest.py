@@ -107,3 +107,59 @@ def embedded_ws(tmp_path):
         return ws, X.astype(np.float16).astype(np.float32)
 
     return make
+
+
+# ----------------------------------------------------------------------------- label store backends (issue 19)
+class LabelsDB:
+    """Where one test's label store lives: a fresh SQLite file, or a fresh database on the session's
+    PostgreSQL; `open()` takes LabelStore's keywords, `open(ws)` keeps a workspace's manifest."""
+
+    def __init__(self, kind: str, path: Path, url: str | None):
+        self.kind, self.path, self.url = kind, path, url
+
+    def where(self) -> dict:
+        """LabelStore's first argument and url, picklable for writer processes."""
+        return {"ws_or_path": str(self.path), "url": self.url} if self.url is None else \
+            {"ws_or_path": None, "url": self.url}
+
+    def open(self, ws=None, **kw):
+        from curator_widgets import LabelStore
+
+        if ws is not None:
+            return LabelStore(ws, url=self.url, **kw)
+        return LabelStore(**self.where(), **kw)
+
+    def execute(self, sql: str, args: tuple = ()) -> None:
+        """Run one statement on the database directly (as another tool would), outside the store."""
+        if self.url is None:
+            import sqlite3
+
+            con = sqlite3.connect(self.path)
+            con.execute(sql, args)
+            con.commit()
+            con.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(self.url, autocommit=True) as con:
+                con.execute(sql.replace("?", "%s"), args)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL (Debian's initdb + pg_ctl in a temp dir) for the session."""
+    from pg_server import PostgresServer, available
+
+    why = available()
+    if why:
+        pytest.skip(why)
+    with PostgresServer(durable=False) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def labels_db(request, tmp_path) -> LabelsDB:
+    """Each label-store test runs on both backends, each time on a new, empty store."""
+    if request.param == "sqlite":
+        return LabelsDB("sqlite", tmp_path / "l.sqlite", None)
+    return LabelsDB("postgresql", tmp_path / "l.sqlite", request.getfixturevalue("postgres_server").create_database())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from curator_widgets import CuratorError, FolderSource, LabelStore, Workspace
 from curator_widgets import acquisition as acq
@@ -117,6 +118,26 @@ def test_diversity_spreads_the_batch_over_blobs(diversity):
     assert acq.select(probs, 3, f"margin+{diversity}", X=X, proximity_weight=2.0).tolist() == picked.tolist()
 
 
+def test_a_proximity_batch_larger_than_a_group_is_picked_group_by_group():
+    """grouped_proximity equals iterative_proximity for one group, and a later group keeps away from earlier picks."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    s = rng.random(300)
+    rows = np.arange(300)
+    one = acq.grouped_proximity(X, rows, s, 20, pool_factor=5, group=20)
+    pool = acq.top_n(s, 100)
+    assert one.tolist() == pool[acq.iterative_proximity(X[pool], s[pool], 20)].tolist()
+    many = acq.grouped_proximity(X, rows, s, 50, pool_factor=5, group=20)
+    assert len(set(many.tolist())) == 50 and many[:20].tolist() == one.tolist()
+    # two tight pairs: A (best scores) and B; with groups of one, the second pick leaves A for B
+    X2 = np.array([[1, 0], [1, 0.01], [0, 1], [0, 1.01]], dtype=np.float32)
+    s2 = np.array([1.0, 0.99, 0.5, 0.49])
+    assert acq.grouped_proximity(X2, np.arange(4), s2, 2, pool_factor=4, group=1, weight=2.0).tolist() == [0, 2]
+    P = np.stack([1 - s, s], 1)
+    big = acq.select(P, acq.PROXIMITY_GROUP + 6, "entropy+proximity", X=X)
+    assert len(set(big.tolist())) == acq.PROXIMITY_GROUP + 6
+
+
 def test_iterative_proximity_by_hand():
     X = np.array([[1, 0], [0.99, 0.14], [0, 1]], dtype=np.float32)
     s = np.array([1.0, 0.9, 0.0])
@@ -211,6 +232,40 @@ def test_newton_solution_matches_lbfgs(monkeypatch, n, d):
     assert np.allclose(newton.predict_proba(X), lbfgs.predict_proba(X), atol=5e-3)
 
 
+def test_newton_cg_path_matches_the_exact_stacked_newton(monkeypatch):
+    """Above NEWTON_CG_DIM dims the head solves its main head by float32-Hessian Newton steps and the fold heads
+    by preconditioned conjugate gradients: same weights, calibration and probabilities as the exact solver."""
+    import curator_widgets.heads as heads
+
+    X, y = _blobs(n=500, d=60, frac=0.3, seed=4)
+    fits = {}
+    for name, limit in (("cg", 16), ("exact", 1 << 30)):
+        monkeypatch.setattr(heads, "NEWTON_CG_DIM", limit)
+        head = Head("logistic", device="cpu")
+        head.fit(X[:440], y[:440])
+        head.fit(X, y)  # warm-started, as in a loop's next round
+        fits[name] = head
+    cg, exact = fits["cg"], fits["exact"]
+    assert cg.calibration["method"] == exact.calibration["method"] == "cv3"
+    assert cg.temperature == pytest.approx(exact.temperature, rel=1e-6)
+    assert np.allclose(cg.params["W"].numpy(), exact.params["W"].numpy(), atol=1e-4)
+    assert np.allclose(cg.predict_proba(X), exact.predict_proba(X), atol=1e-5)
+
+
+def test_heads_speed_benchmark_quick(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("heads_speed", ROOT / "benchmarks" / "heads_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "hs.json"
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert {r["solver"] for r in res["table"]} == {"newton-pcg (now)", "stacked exact newton (before)"}
+    assert res["max_probability_difference"] < 1e-4 and all(r["wall_s"] > 0 for r in res["table"])
+    assert res["machine"]["cpus"] and res["seeds"] == [0]
+
+
 def test_class_weights_balance_a_rare_class():
     X, y = _blobs(n=600, frac=0.05, seed=2)
     head = Head("logistic", device="cpu", calibrate=None)
@@ -251,8 +306,12 @@ def test_head_errors(tmp_path):
         Head(device="cpu").fit(X[:4], [0, 1, 2, 0])
     with pytest.raises(CuratorError, match="calibrate='holdout' but no held-out split"):
         Head(device="cpu", calibrate="holdout").fit(X, y)
-    with pytest.raises(CuratorError, match="asked for, but torch sees no CUDA GPU"):
-        Head(device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(CuratorError, match="asked for, but torch sees no CUDA GPU"):
+            Head(device="cuda")
+    else:  # the GPU path of the head: same classifier as on the CPU
+        p_gpu, p_cpu = Head(device="cuda").fit(X, y).predict_proba(X), head.predict_proba(X)
+        assert np.abs(p_gpu - p_cpu).max() < 0.05 and (p_gpu.argmax(1) == p_cpu.argmax(1)).mean() > 0.99
 
 
 def test_prior_shift_is_bayes_rule():
@@ -388,6 +447,154 @@ def test_human_labels_drive_the_loop_and_model_labels_never_train(easy):
     assert (loop.store.events()["source"] == "model").sum() == added
 
 
+def _label_queue_as_a_person(loop: ActiveLoop, truth: np.ndarray) -> list[int]:
+    """What a person does in the SwipeLabeler: label every chip the queue shows, nothing else."""
+    shown = loop.store.next_in_queue(1 << 30)
+    for cid in shown:
+        loop.store.add(cid, truth[cid], annotator="alice")
+    return shown
+
+
+def test_human_and_oracle_paths_queue_the_same_chips_after_accepting_predictions(easy):
+    """Model labels (accept_predictions) never hide a chip from a person: the human path and the oracle
+    path pick, queue and label the same chips, round after round."""
+    ref = int(np.flatnonzero(easy.manifest["label"] == "pos")[0])
+    oracle = Oracle(easy, positive="pos")
+    opts = dict(strategy="top_positive", batch_size=12, budget=0.5, stability=0.0)
+    human = ActiveLoop(easy, "emb", name="paths-human", **opts)
+    robot = ActiveLoop(easy, "emb", name="paths-oracle", **opts)
+    truth = oracle.truth(human.store)
+    for loop in (human, robot):
+        loop.seed(ref, k=12, r=12)
+    _label_queue_as_a_person(human, truth)
+    h1, o1 = human.step(), robot.step(oracle)
+    assert h1.batch == o1.batch and human.store.next_in_queue(100) == h1.batch
+    assert human.accept_predictions() > 0 and robot.accept_predictions() > 0
+    # the queued batch was among the predicted positives: a model label must not take it off the queue
+    assert set(h1.batch) <= set(human.store.current()) and human.store.next_in_queue(100) == h1.batch
+    for _ in range(2):
+        shown = _label_queue_as_a_person(human, truth)
+        h, o = human.step(), robot.step(oracle)
+        assert h.batch == o.batch and len(h.batch) == 12
+        model_only = set(human.store.current()) - set(human.store.current(sources=TRAIN_SOURCES))
+        assert shown and set(shown) <= set(human.store.current(sources=TRAIN_SOURCES))
+        assert human.store.next_in_queue(100) == h.batch and set(h.batch) & model_only  # picked and queued
+    _label_queue_as_a_person(human, truth)
+    assert human.store.current(sources=TRAIN_SOURCES) == robot.store.current(sources=TRAIN_SOURCES)
+
+
+def test_undo_of_a_relabel_does_not_block_the_next_round(easy):
+    loop = ActiveLoop(easy, "emb", name="undo-relabel", batch_size=8, budget=0.5, stability=0.0)
+    loop.seed(int(np.flatnonzero(easy.manifest["label"] == "pos")[0]), k=8, r=8)
+    truth = Oracle(easy, positive="pos").truth(loop.store)
+    shown = _label_queue_as_a_person(loop, truth)
+    loop.store.add(shown[0], "unsure")  # second thoughts
+    assert loop.store.undo() == [shown[0]] and loop.store.queue_pending() == 0
+    assert loop.step().round == 1  # was: "1 queued chips are not labelled yet"
+    loop.store.undo(1, source="human")  # undoing a chip's only label does put it back
+    assert loop.store.next_in_queue(1) == [shown[-1]]
+
+
+def test_step_is_labels_fit_score_measure_select_persist(easy):
+    """step() is its public stages in order: running them by hand gives the same round."""
+    ref = int(np.flatnonzero(easy.manifest["label"] == "pos")[0])
+    oracle = Oracle(easy, positive="pos")
+    a = ActiveLoop(easy, "emb", name="stages-a", strategy="entropy+kmeans", batch_size=10, stability=0.0)
+    b = ActiveLoop(easy, "emb", name="stages-b", strategy="entropy+kmeans", batch_size=10, stability=0.0)
+    for loop in (a, b):
+        loop.seed(ref, k=10, r=10)
+        oracle.answer(loop.store, loop.store.next_in_queue(100))
+    res = a.step()
+    data = b.labels()
+    assert data.round == 1 and len(data.ids) == 21 and data.unsure == 0
+    assert b.fit(data)
+    P = b.score()
+    metrics = b.measure(data, P, None)
+    batch = b.select(data, P)
+    assert b.round == 0 and b.store.queue_pending() == 0  # nothing written before persist
+    b.persist(data.round, P, metrics, batch, None, {})
+    assert batch == res.batch and b.store.next_in_queue(100) == batch and b.round == 1
+    assert np.array_equal(a.scores(), b.scores())
+    assert {k: v for k, v in metrics.items() if k not in ("seconds", "time")} == \
+        {k: v for k, v in res.metrics.items() if k not in ("seconds", "time")}
+
+
+def test_loop_on_a_sub_pool(easy):
+    """pool=: the seed set, the batches, the scores, the metrics and the curated set stay inside it."""
+    labels = easy.manifest["label"].to_numpy()
+    pool = np.arange(0, len(easy), 2)  # the even chips
+    pos = np.flatnonzero(labels == "pos")
+    ref = int(pos[pos % 2 == 0][0])
+    oracle = Oracle(easy, positive="pos")
+    loop = ActiveLoop(easy, "emb", name="sub-pool", pool=pool, batch_size=16, budget=0.2, stability=0.0)
+    seeds = loop.seed(ref, k=16, r=16)
+    assert set(seeds.neighbours + seeds.random) <= set(pool.tolist()) and len(seeds.random) == 16
+    hist = loop.run(oracle, rounds=3)
+    assert all(c % 2 == 0 for c in loop.store.current()) and len(hist) == 3
+    P = loop.scores()
+    assert np.isnan(P[1::2]).all() and not np.isnan(P[::2]).any()
+    last = hist.iloc[-1]
+    assert last["labelled_pct"] == pytest.approx(100 * last["labelled"] / len(pool))
+    assert last["true_positives_total"] == int((labels[pool] == "pos").sum())
+    assert last["true_recall"] > 0.9
+    ranked = loop.predicted_positives()
+    assert len(ranked) and (ranked["id"] % 2 == 0).all()
+    again = ActiveLoop(easy, "emb", name="sub-pool")  # resumes on its pool
+    assert np.array_equal(again.pool, pool) and again.summary()["pool"] == len(pool)
+    with pytest.raises(CuratorError, match="runs on another pool"):
+        ActiveLoop(easy, "emb", name="sub-pool", pool=[1, 3])
+    with pytest.raises(CuratorError, match=r"pool ids \[5000\] are not in this workspace"):
+        ActiveLoop(easy, "emb", name="sub-pool-bad", pool=[1, 5000])
+
+
+class CentroidHead:
+    """A plugged-in head: nearest class centroid over the full matrix, softmax of negative distances."""
+
+    kind = "centroid"
+
+    def __init__(self, n_classes: int = 2, seed: int = 0, device: str | None = None, scale: float = 1.0):
+        self.n_classes, self.scale, self.fits = n_classes, scale, []
+
+    def fit(self, X, y, *, ids):
+        rows = np.asarray(X[ids], dtype=np.float32)
+        self.fits.append((len(X), np.asarray(ids).copy()))
+        self.centroids = np.stack([rows[y == c].mean(0) for c in range(self.n_classes)])
+        return self
+
+    def predict_proba(self, X, ids=None):
+        rows = np.asarray(X if ids is None else X[ids], dtype=np.float32)
+        d = ((rows[:, None, :] - self.centroids[None]) ** 2).sum(-1)
+        return softmax(-self.scale * d).astype(np.float32)
+
+
+def test_a_plugged_in_head_object_and_a_registered_kind(easy):
+    from curator_widgets.heads import ClassifierHead, head_kinds, register_head
+
+    ref = int(np.flatnonzero(easy.manifest["label"] == "pos")[0])
+    oracle = Oracle(easy, positive="pos")
+    head = CentroidHead()
+    assert isinstance(head, ClassifierHead)
+    loop = ActiveLoop(easy, "emb", name="plug-object", head=head, batch_size=16, max_rounds=2, stability=0.0)
+    loop.seed(ref, k=16, r=16)
+    loop.run(oracle)
+    assert loop.config["head"] == "centroid" and len(head.fits) == 2
+    n_rows, ids = head.fits[-1]
+    assert n_rows == len(easy) and set(ids.tolist()) == set(loop.store.current(TRAIN_SOURCES))  # full matrix + ids
+    assert loop.history().iloc[-1]["true_recall"] > 0.9 and not (loop.dir / "head.pt").exists()
+    with pytest.raises(CuratorError, match="head kind 'centroid' is not one of"):
+        ActiveLoop(easy, "emb", name="plug-object").head()  # resumed without the object, kind unknown
+    register_head("centroid", CentroidHead)
+    assert "centroid" in head_kinds()
+    resumed = ActiveLoop(easy, "emb", name="plug-object")
+    assert isinstance(resumed.head(), CentroidHead)
+    by_kind = ActiveLoop(easy, "emb", name="plug-kind", head="centroid", head_options={"scale": 2.0}, max_rounds=1)
+    assert by_kind.head().scale == 2.0
+    with pytest.raises(CuratorError, match="has no fit"):
+        ActiveLoop(easy, "emb", name="plug-bad", head=object())
+    with pytest.raises(CuratorError, match="cannot be registered"):
+        register_head("logistic", CentroidHead)
+
+
 def test_loop_plot_and_errors(easy, tmp_path):
     loop = ActiveLoop(easy, "emb", name="plot", batch_size=8, max_rounds=2)
     with pytest.raises(CuratorError, match="no rounds yet"):
@@ -473,29 +680,6 @@ def test_cli_active_with_oracle(easy, tmp_path, capsys):
     assert "chips wait for labels: run `curator label" in capsys.readouterr().out
 
 
-def test_benchmark_quick_runs(tmp_path, capsys):
-    """benchmarks/active_protocol.py --quick, in-process (torch is already imported here)."""
-    import importlib.util
-
-    import torch
-
-    spec = importlib.util.spec_from_file_location("active_protocol", ROOT / "benchmarks" / "active_protocol.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    out = tmp_path / "active_quick.json"
-    threads = torch.get_num_threads()
-    try:
-        assert bench.main(["--quick", "--out", str(out), "--workdir", str(tmp_path / "work")]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    assert "| features | strategy |" in capsys.readouterr().out
-    result = json.loads(out.read_text())
-    assert {r["strategy"] for r in result["table"]} == {"random", "entropy+kmeans", "margin+coreset"}
-    assert {r["features"] for r in result["table"]} == set(result["features"].values()) and len(result["features"]) == 2
-    assert all(0 <= r["recall@5"] <= 1 and r["effort@10"] >= 10 for r in result["table"])
-    assert result["million"]["round_seconds_median"] > 0
-
-
 def test_demo_active_step_on_blue_marble(tmp_path):
     """The demo's active step: reference land chip, oracle from land_fraction, two rounds, exports."""
     from PIL import Image
@@ -537,3 +721,45 @@ def test_multiclass_loop(easy):
     assert res.stopped == "max_rounds" and "holdout_macro_f1" in res.metrics and res.metrics["holdout"] > 0
     assert loop.scores().shape == (len(easy), 3) and "positives_found" not in res.metrics
     assert res.metrics["holdout_macro_f1"] > 0.6
+
+
+def test_multiclass_from_one_reference_per_class(tmp_path):
+    """Three phenomena seeded at once (one reference each): one task with those labels, a multi-class head, and
+    per-class recall of the curated sets reported every round."""
+    rng = np.random.default_rng(2)
+    n, names = 900, np.array(["field", "lake", "town"])
+    cls = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, 12)) + 4.0 * np.eye(3, 12)[cls]
+    ws = Workspace.create(tmp_path / "ws")
+    write(ws.manifest_path, rows_to_table([{"id": i, "key": f"k{i}", "path": f"chips/{i}.png", "label": names[c]}
+                                           for i, c in enumerate(cls)]))
+    ws = Workspace.open(ws.root)
+    _write_embeddings(ws, "emb", X)
+    loop = ActiveLoop(ws, "emb", name="scenes", label_set=tuple(names), batch_size=16, max_rounds=2, stability=0.0)
+    refs = {str(c): int(np.flatnonzero(cls == i)[0]) for i, c in enumerate(names)}
+    seeds = loop.seed(refs, k=10, r=10)
+    assert sorted(seeds.by_class) == sorted(names) and all(len(v) == 11 for v in seeds.by_class.values())
+    assert loop.store.current() == {v: k for k, v in refs.items()}  # each reference labelled with its class
+    assert loop.store.queue_pending() == len(seeds.neighbours) + len(seeds.random) == 40
+    assert sum(cls[seeds.by_class["lake"]] == 1) >= 10  # the neighbours are of the reference's class
+    hist = loop.run(Oracle(ws))
+    last = hist.iloc[-1]
+    assert loop.scores().shape == (n, 3) and len(hist) == 2
+    assert all(last[f"true_recall_{c}"] > 0.9 for c in names) and last["true_macro_recall"] > 0.9
+    assert ActiveLoop(ws, "emb", name="scenes").seed({}).by_class == seeds.by_class  # kept with the loop
+    loop.plot(tmp_path / "curve.png")
+    with pytest.raises(CuratorError, match=r"references for \['river'\] do not name"):
+        seed_set(ws, "emb", {"field": 1, "river": 2}, store=loop.store)
+
+
+def test_top_n_breaks_ties_at_the_cut_by_lowest_id():
+    """Saturated probabilities tie by the hundred: the cut must keep the lowest ids (as a shard merge
+    does), not whichever rows argpartition happened to leave in front."""
+    from curator_widgets.acquisition import top_n
+
+    rng = np.random.default_rng(0)
+    scores = np.where(rng.random(5000) < 0.3, 1.0, rng.random(5000) * 0.9)
+    tied = np.flatnonzero(scores == 1.0)
+    np.testing.assert_array_equal(top_n(scores, 40), tied[:40])
+    best = np.argsort(-scores, kind="stable")[:len(tied) + 7]
+    np.testing.assert_array_equal(top_n(scores, len(tied) + 7), best)

@@ -3,9 +3,7 @@ images, probes, and the iterative SSL -> embed -> select loop (with stand-in tra
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,8 +15,8 @@ from curator_widgets.balance import (AUGMENTATIONS, add_augmented_chips, augment
                                      low_frequency_classes, oversample, plot_balance, probe_accuracy, reweight,
                                      stratified_holdout, undersample)
 from curator_widgets.errors import CuratorError
+from helpers import load_bench
 
-REPO = Path(__file__).resolve().parents[1]
 # 8 classes, long-tailed: percentile 25 of [2, 3, 5, 5, 10, 20, 50, 100] is 4.5
 SIZES = {"a": 100, "b": 50, "c": 20, "d": 10, "e": 5, "f": 5, "g": 3, "h": 2}
 
@@ -292,14 +290,6 @@ def test_iterative_balance_errors(tmp_path, ucm_files, fake_ssl):
 
 
 # ----------------------------------------------------------------------------- benchmarks stay runnable
-def _bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def bench_workdir(tmp_path_factory):
     """One workspace for both UC Merced benchmarks, as in a real run: importance sampling reuses round 0."""
@@ -308,7 +298,7 @@ def bench_workdir(tmp_path_factory):
 
 def test_biased_ucmerced_benchmark_quick(tmp_path, bench_workdir):
     out = tmp_path / "bucm.json"
-    res = _bench("biased_ucmerced").main(["--quick", "--out", str(out), "--workdir", str(bench_workdir)])
+    res = load_bench("biased_ucmerced").main(["--quick", "--out", str(out), "--workdir", str(bench_workdir)])
     assert set(res["arms"]) == {"diverse", "random"}
     for arm in res["arms"].values():
         assert [r["round"] for r in arm["rounds"]] == [0, 1]
@@ -317,7 +307,7 @@ def test_biased_ucmerced_benchmark_quick(tmp_path, bench_workdir):
 
 def test_importance_sampling_benchmark_quick(tmp_path, bench_workdir):
     out = tmp_path / "imp.json"
-    res = _bench("importance_sampling").main(["--quick", "--out", str(out), "--workdir", str(bench_workdir)])
+    res = load_bench("importance_sampling").main(["--quick", "--out", str(out), "--workdir", str(bench_workdir)])
     methods = {r["method"] for r in res["table"]}
     assert {"baseline", "undersample", "oversample", "reweight k=2", "oversample augmented"} <= methods
     assert all(0 <= r["low_acc_mean"] <= 1 and 0 <= r["other_acc_mean"] <= 1 for r in res["table"])

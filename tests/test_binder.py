@@ -162,13 +162,14 @@ def test_binder_environment_runs_quickstart_within_memory(tmp_path):
     executed = json.loads(out.read_text())
     text = json.dumps(executed)
     assert sys.executable not in text  # the kernel was the Binder venv's python, not ours
-    assert str(venv) in text or "site-packages" in text
+    assert f"python {venv}" in text  # the notebook prints sys.executable
 
     result = {"peak_pss_total_mib": round(sampler.peak_pss / 2**20), "peak_rss_total_mib": round(sampler.peak / 2**20),
               "peak_rss_kernel_mib": round(sampler.peak_kernel / 2**20),
               "quickstart_seconds": round(seconds, 1), "binder_limit_mib": BINDER_MEMORY_LIMIT // 2**20}
     print("binder quickstart:", json.dumps(result))
-    results = ROOT / "benchmarks" / "results"
+    # a test run must not rewrite tracked files: the measurement goes to the ignored artefacts folder
+    results = ROOT / "artifacts"
     results.mkdir(parents=True, exist_ok=True)
     (results / "binder.json").write_text(json.dumps(result, indent=2) + "\n")
     assert 0 < sampler.peak_pss < PSS_BUDGET, result

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +14,7 @@ from curator_widgets.errors import CuratorError
 from curator_widgets.sources.catalog import (Period, TimeRange, cache_dir, load_catalog, parse_capabilities,
                                              parse_time)
 from curator_widgets.sources.tilematrix import tile_matrix_set
+from helpers import free_port
 
 CAPS_2015 = "wmts_capabilities_geographic_2015.xml"
 MODIS = "MODIS_Terra_CorrectedReflectance_TrueColor"
@@ -107,8 +108,10 @@ def test_periods_months_and_subdaily():
     tenmin = TimeRange.parse("2020-01-01T00:00:00Z/2020-01-01T01:00:00Z/PT10M")
     assert tenmin.period.subdaily and len(list(tenmin.steps(tenmin.start, tenmin.end))) == 7
     assert Period.parse("P1Y").months == 12 and Period.parse("P1D").describe() == "every 1 day"
-    with pytest.raises(CuratorError, match="not an ISO 8601 duration"):
-        Period.parse("1 day")
+    assert Period.parse("P1DT12H").seconds == 36 * 3600 and Period.parse("P1Y2M").months == 14
+    for bad in ("1 day", "P0D", "-P1D", "P1.5D", "P1W2D", "PT"):  # never advances, or not ISO 8601 (weeks stand alone)
+        with pytest.raises(CuratorError, match="not an ISO 8601 duration"):
+            Period.parse(bad)
 
 
 def test_catalog_cached_on_disk_with_its_age(gibs_data, tmp_path, monkeypatch):
@@ -121,8 +124,7 @@ def test_catalog_cached_on_disk_with_its_age(gibs_data, tmp_path, monkeypatch):
     again = load_catalog(gibs_data / CAPS_2015)
     assert again.layers.keys() == cat.layers.keys() and again.get(MODIS) == cat.get(MODIS)
     monkeypatch.delenv("CURATOR_CACHE_DIR")
-    assert cache_dir() == os.path.expanduser("~/.cache/curator_widgets") or str(cache_dir()).endswith(
-        ".cache/curator_widgets")
+    assert cache_dir() == Path(os.path.expanduser("~/.cache/curator_widgets"))
 
 
 def test_url_catalog_cache_fresh_then_stale_offline(gibs_server, tmp_path):
@@ -145,16 +147,8 @@ def test_url_catalog_cache_fresh_then_stale_offline(gibs_server, tmp_path):
     assert stale.age > 2 * 86400
 
 
-def _dead_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_unreachable_server_says_offline_and_points_to_bluemarble(tmp_path):
-    url = f"http://127.0.0.1:{_dead_port()}/wmts/epsg4326/best/1.0.0/WMTSCapabilities.xml"
+    url = f"http://127.0.0.1:{free_port()}/wmts/epsg4326/best/1.0.0/WMTSCapabilities.xml"
     with pytest.raises(CuratorError, match="unreachable .*offline") as e:
         load_catalog(url, cache=tmp_path, timeout=2)
     assert "BlueMarbleSource()" in e.value.fix and "curator demo" in e.value.fix

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from curator_widgets.cli import main
 from curator_widgets.workspace import Workspace
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODIS = "MODIS_Terra_CorrectedReflectance_TrueColor"
@@ -99,10 +99,7 @@ def test_download_bad_input_messages(capsys, gibs_server, tmp_path):
 
 
 def test_download_offline_points_to_bluemarble(capsys, tmp_path):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     code, _, err = run(capsys, "gibs", "download", "--layer", MODIS, "--bbox", "0", "0", "10", "10",
                        "--workspace", str(tmp_path / "ws"), "--timeout", "2",
                        "--base-url", f"http://127.0.0.1:{port}/wmts/epsg4326/best")

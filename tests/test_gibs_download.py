@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
 import time
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from curator_widgets.errors import CuratorError
 from curator_widgets.images import read_image
 from curator_widgets.sources.download import TileDownloader, TileRequest, looks_like_image, run_sync
+from helpers import free_port
 
 BM = "BlueMarble_NextGeneration"
 MODIS = "MODIS_Terra_CorrectedReflectance_TrueColor"
@@ -137,10 +137,7 @@ def test_concurrency_is_bounded(gibs_server, tmp_path):
 
 
 def test_offline_gives_up_fast(tmp_path):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     dl = TileDownloader(f"http://127.0.0.1:{port}/{{Layer}}/{{TileMatrix}}/{{TileRow}}/{{TileCol}}.jpg",
                         tmp_path, retries=3, backoff=0.01, progress=False, concurrency=4)
     t0 = time.perf_counter()

@@ -3,10 +3,8 @@ exclusion, several positives, the torch twin of the CUDA path, errors, CLI and t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +13,7 @@ import pytest
 from conftest import clustered_vectors, synthetic_chips, write_embeddings
 from curator_widgets import index as ix
 from curator_widgets.errors import CuratorError
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import load_bench
 
 
 def exact_top(X: np.ndarray, q: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
@@ -322,18 +319,36 @@ def test_search_argument_errors(embedded_ws):
 
 
 # ----------------------------------------------------------------------------- devices and graphs
-def test_torch_twin_of_the_cuda_path_matches_faiss(embedded_ws):
+def _gpu_backend():
+    """The backend a GPU machine must pick ('faiss-gpu' or 'torch-cuda'), or None without a GPU."""
+    import faiss
+    import torch
+
+    return "faiss-gpu" if faiss.get_num_gpus() > 0 else "torch-cuda" if torch.cuda.is_available() else None
+
+
+@pytest.mark.parametrize("device", ["torch-cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    _gpu_backend() is None, reason="the GPU path needs a GPU (benchmarks/gpu_checks.sh runs it)"))])
+def test_torch_twin_of_the_cuda_path_matches_faiss(embedded_ws, device):
     ws, _ = embedded_ws(n=700, d=16)
     ix.build_index(ws, "r")
+    backend = "torch-cpu" if device == "torch-cpu" else _gpu_backend()
     for kwargs in (dict(ids=9, k=15), dict(ids=[3, 4], k=12, mode="union"), dict(ids=9, k=20, filters=FILTERS)):
         cpu = ix.search(ws, "r", device="cpu", **kwargs)
-        twin = ix.search(ws, "r", device="torch-cpu", **kwargs)
-        assert twin.params["backend"] == "torch-cpu" and cpu.params["backend"] == "faiss-cpu"
-        assert twin.ids.tolist() == cpu.ids.tolist()
-        assert np.allclose(twin.scores, cpu.scores, atol=1e-5)
-    assert ix.resolve_backend("auto") == "faiss-cpu"  # no GPU on CI: faiss on the CPU
-    with pytest.raises(CuratorError, match="neither faiss nor torch sees a GPU"):
-        ix.resolve_backend("cuda")
+        other = ix.search(ws, "r", device=device, **kwargs)
+        assert other.params["backend"] == backend and cpu.params["backend"] == "faiss-cpu"
+        assert other.ids.tolist() == cpu.ids.tolist()
+        assert np.allclose(other.scores, cpu.scores, atol=1e-5 if device == "torch-cpu" else 1e-3)
+
+
+def test_device_resolution_with_or_without_a_gpu():
+    gpu = _gpu_backend()
+    assert ix.resolve_backend("auto") == (gpu or "faiss-cpu")  # CI has no GPU: faiss on the CPU
+    if gpu is None:
+        with pytest.raises(CuratorError, match="neither faiss nor torch sees a GPU"):
+            ix.resolve_backend("cuda")
+    else:
+        assert ix.resolve_backend("cuda") == gpu
 
 
 def test_knn_graph_excludes_self_and_is_cached(embedded_ws):
@@ -402,17 +417,9 @@ def test_cli_index_search(embedded_ws, capsys, tmp_path):
     assert "added 3 chips" in capsys.readouterr().out
 
 
-def _load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_search_benchmark_quick(tmp_path):
     out = tmp_path / "search.json"
-    doc = _load_bench("search").main(["--quick", "--out", str(out)])
+    doc = load_bench("search").main(["--quick", "--out", str(out)])
     assert out.exists() and json.loads(out.read_text())["rows"] == doc["rows"]
     kinds = {r["index"] for r in doc["rows"]}
     assert {"flat", "auto"} <= kinds
@@ -422,7 +429,7 @@ def test_search_benchmark_quick(tmp_path):
 
 def test_retrieval_quality_benchmark_quick(tmp_path):
     out = tmp_path / "rq.json"
-    doc = _load_bench("retrieval_quality").main(["--quick", "--out", str(out)])
+    doc = load_bench("retrieval_quality").main(["--quick", "--out", str(out)])
     names = {r["features"] for r in doc["rows"]}
     assert "raw pixels" in names and out.exists()
     for r in doc["rows"]:

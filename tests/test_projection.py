@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ import pytest
 from conftest import clustered_vectors, write_embeddings
 from curator_widgets import projection as pj
 from curator_widgets.errors import CuratorError
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import load_bench
 
 
 def label_purity(xy: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
@@ -55,6 +53,41 @@ def test_sampled_fit_places_the_rest(embedded_ws):
     spread = max(np.linalg.norm(a - b) for a in centers.values() for b in centers.values())
     placed_far = [np.linalg.norm(xy[i] - centers[labels[i]]) for i in range(1500)]
     assert np.median(placed_far) < 0.2 * spread
+
+
+def test_umap_internals_used_by_place(embedded_ws):
+    """place() calls umap-learn's internals (see the comment in it): fail with what changed, not deep in numba."""
+    import inspect
+    from importlib.metadata import version
+
+    from umap import layouts, umap_
+
+    fix = (f"umap-learn {version('umap-learn')} changed an internal that curator_widgets.projection.place uses: "
+           "update place() to the new internals (compare with umap.UMAP.transform) or pin umap-learn")
+    expected = {
+        (layouts, "optimize_layout_euclidean"): ["head_embedding", "tail_embedding", "head", "tail", "n_epochs",
+                                                 "n_vertices", "epochs_per_sample", "a", "b", "rng_state", "gamma",
+                                                 "initial_alpha", "negative_sample_rate", "parallel", "verbose"],
+        (umap_, "smooth_knn_dist"): ["distances", "k"],
+        (umap_, "compute_membership_strengths"): ["knn_indices", "knn_dists", "sigmas", "rhos"],
+        (umap_, "make_epochs_per_sample"): ["weights", "n_epochs"],
+    }
+    for (module, name), params in expected.items():
+        fn = getattr(module, name, None)
+        assert fn is not None, f"{module.__name__}.{name} is gone. {fix}"
+        sig = inspect.signature(getattr(fn, "py_func", fn))
+        assert list(sig.parameters)[:len(params)] == params, f"{module.__name__}.{name}{sig} moved its parameters. {fix}"
+    for name, kw in (("optimize_layout_euclidean", "tqdm_kwds"), ("smooth_knn_dist", "local_connectivity"),
+                     ("compute_membership_strengths", "bipartite")):
+        fn = getattr(layouts if name.startswith("optimize") else umap_, name)
+        assert kw in inspect.signature(getattr(fn, "py_func", fn)).parameters, f"{name} lost `{kw}`. {fix}"
+    _, x = embedded_ws(n=300)
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    ids = np.argsort(d, 1)[:, :10]
+    pj.cache_umap_kernels()  # as project() does: compiled kernels come from the disk cache
+    model, _ = pj._fit(x, ids, np.take_along_axis(d, ids, 1).astype(np.float32), "l2", 10, 0.1, 10, 0)
+    for attr in ("_a", "_b", "learning_rate", "repulsion_strength", "negative_sample_rate", "local_connectivity"):
+        assert isinstance(getattr(model, attr, None), (int, float)), f"a fitted umap.UMAP has no numeric `{attr}`. {fix}"
 
 
 def test_cache_is_keyed_by_parameters(embedded_ws, monkeypatch):
@@ -165,10 +198,7 @@ def test_demo_index_and_project_steps(embedded_ws):
 
 
 def test_projection_benchmark_quick(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_projection", ROOT / "benchmarks" / "projection.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    mod = load_bench("projection")
     out = tmp_path / "projection.json"
     # --no-plain: a cold plain umap.UMAP compiles pynndescent (~100 s of CPU); the full run times it
     doc = mod.main(["--quick", "--no-plain", "--out", str(out)])

@@ -3,9 +3,7 @@ loop on the CPU, stratified resampling invariants, cluster quotas, selections on
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +14,7 @@ from curator_widgets.sampling import (_choose_engine, _fps, _resolve_dtype, bala
                                       covering_radius, farthest_point_sample, load_sample, nearest_pick_distances,
                                       random_sample, sample, save_sample, selection_stats,
                                       stratified_farthest_point_sample)
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import load_bench
 
 
 def brute_fps(X: np.ndarray, k: int, start, metric: str = "l2") -> tuple[np.ndarray, np.ndarray]:
@@ -393,17 +390,9 @@ def test_cli_sample_errors(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- benchmarks stay runnable
-def _bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_circles_benchmark_quick(tmp_path):
     out = tmp_path / "circles.json"
-    res = _bench("circles").main(["--quick", "--out", str(out)])
+    res = load_bench("circles").main(["--quick", "--out", str(out)])
     assert json.loads(out.read_text())["quick"] is True
     row = res["table"][0]
     assert row["n"] == 500 and 0 <= row["random_acc_mean"] <= 1 and 0 <= row["diverse_acc_mean"] <= 1
@@ -412,8 +401,49 @@ def test_circles_benchmark_quick(tmp_path):
 
 def test_sampling_speed_benchmark_quick(tmp_path):
     out = tmp_path / "speed.json"
-    res = _bench("sampling_speed").main(["--quick", "--out", str(out)])
+    res = load_bench("sampling_speed").main(["--quick", "--out", str(out)])
     names = {r["method"] for r in res["cpu"]}
     assert {"reference pure-Python loop (extrapolated)", "sklearn pairwise_distances k-center",
-            "exact FPS float32 (eager)", "exact FPS float16 (eager)", "memory-bandwidth bound float32"} <= names
+            "exact FPS float32 (eager)", "exact FPS float16 (eager)", "memory-bandwidth bound float32",
+            "naive row-major torch loop float32", "exact FPS float32 (eager, layout rows)",
+            "exact FPS float32 (eager, layout features)"} <= names
     assert res["reference_same_picks"] is True
+    rows = {r["method"]: r for r in res["cpu"]}
+    assert rows["naive row-major torch loop float32"]["x_naive_loop"] == 1.0
+    assert rows["exact FPS float32 (eager, layout rows)"]["same_picks_as_float32_eager"] == 1.0
+    assert set(res["calibrated_layout"].values()) <= {"features", "rows"}
+
+
+# ----------------------------------------------------------------------------- layout
+@pytest.mark.parametrize("layout", ["features", "rows"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_both_cpu_layouts_pick_what_brute_force_picks(layout, dtype):
+    """The calibration may choose either layout, so both must be exact (float16: same as features-major)."""
+    X = blobs(n=500, seed=11)
+    got, got_r = farthest_point_sample(X, 50, start=7, engine="eager", layout=layout, dtype=dtype)
+    want, want_r = brute_fps(X, 50, 7)
+    if dtype == "float32":
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got_r, want_r, rtol=1e-4, atol=1e-5)
+    else:
+        np.testing.assert_array_equal(got, farthest_point_sample(X, 50, start=7, engine="eager", layout="features",
+                                                                 dtype=dtype)[0])
+
+
+def test_calibrated_layout_is_measured_once_and_used_by_auto(monkeypatch):
+    import curator_widgets.sampling as S
+
+    monkeypatch.setattr(S, "_LAYOUT_CACHE", {})
+    pick = S.calibrate_layout(8, "float32", rows=4096, repeats=1)
+    assert pick in ("features", "rows") and len(S._LAYOUT_CACHE) == 1
+    monkeypatch.setattr(S, "_CALIBRATE_BYTES", 0)  # every job counts as large: auto asks the calibration
+    S._LAYOUT_CACHE[(8, "torch.float32", __import__("torch").get_num_threads(), 1 << 16)] = "rows"
+    import torch
+
+    assert S._choose_layout("auto", 500, 8, 50, torch.float32, torch.device("cpu"), "eager") is False
+    S._LAYOUT_CACHE[(8, "torch.float32", torch.get_num_threads(), 1 << 16)] = "features"
+    assert S._choose_layout("auto", 500, 8, 50, torch.float32, torch.device("cpu"), "eager") is True
+    X = blobs(n=500, seed=12)
+    np.testing.assert_array_equal(farthest_point_sample(X, 20, start=1, engine="eager")[0], brute_fps(X, 20, 1)[0])
+    with pytest.raises(CuratorError, match="layout"):
+        farthest_point_sample(X, 5, layout="columns")

@@ -45,7 +45,7 @@ def test_symlink_out_of_the_root_is_refused(root, tmp_path):
 
 def test_plain_paths_resolve_and_non_workspaces_are_not_found(root):
     assert safepath.resolve_workspace(root, "projects/ws1") == (root / "projects" / "ws1").resolve()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(safepath.Missing, match="no workspace at 'projects'"):
         safepath.resolve_workspace(root, "projects")
 
 

@@ -71,3 +71,16 @@ def test_bbox_parsing_and_split():
         BBox.coerce([1, 2, 3])
     with pytest.raises(CuratorError, match="not four numbers"):
         BBox.coerce("a,b,c,d")
+
+
+def test_a_box_inside_a_downloaded_region_adds_no_overlapping_chips(tmp_path):
+    """Issue 16 bug 7: chips sit on the tile matrix's grid, so the same place is the same chip id."""
+    from curator_widgets import BlueMarbleSource, Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    first = ws.ingest(BlueMarbleSource(level=1), region=(-30, 0, 30, 40), size=64, progress=False)
+    inner = ws.ingest(BlueMarbleSource(level=1), region=(-12.3, 6.9, 13.1, 33.2), size=64, progress=False)
+    assert first.added > 0 and inner.added == 0 and inner.existing > 0, (first, inner)
+    west = ws.manifest["west"].to_numpy()
+    step = 64 * BlueMarbleSource(level=1).pixel_size
+    assert np.allclose(((west + 180) / step) % 1, 0) or np.allclose(((west + 180) / step) % 1, 1)

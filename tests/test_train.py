@@ -6,7 +6,6 @@ takes a couple of steps on CPU.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import time
@@ -22,6 +21,7 @@ from curator_widgets.augment import AugmentConfig, SatelliteAugment, channel_sta
 from curator_widgets.models import SSLModel, build_backbone, resolve_device
 from curator_widgets.paths import shared_data_dir
 from curator_widgets.train import load_model, read_metrics, train_ssl
+from helpers import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -126,6 +126,43 @@ def test_resume_reproduces_the_next_step(ucm_ws):
 
     again = train_ssl(ucm_ws, run="straight", **args)
     assert again["skipped"] and again["epoch"] == 2
+
+
+def test_step_budget_ends_the_cosine_schedule_and_resumes_finished(ucm_ws):
+    """max_steps=3 of 5 epochs x 2 steps: the third step is the schedule's last (lr at its end value),
+    training stops there mid-epoch with a saved encoder, and resuming a finished run returns at once."""
+    args = dict(epochs=5, knn=False, seed=3, max_steps=3, **FAST)
+    info = train_ssl(ucm_ws, run="budget-steps", **args)
+    assert info["stopped"] == "max_steps" and info["step"] == 3 and info["epoch"] == 2
+    hist = read_metrics(ucm_ws, "budget-steps")["history"]
+    lr = json.loads((ucm_ws.model_dir("budget-steps") / "config.json").read_text())["lr"]
+    assert hist[-1]["step"] == 3 and hist[-1]["lr"] == pytest.approx(lr * 1e-3)  # the end of the cosine
+    assert hist[0]["lr"] > lr * 0.5  # the first epoch is early in the schedule, not at its end
+    assert load_model(ucm_ws, "budget-steps").epoch == 2
+    again = train_ssl(ucm_ws, run="budget-steps", **args)
+    assert again["skipped"] and again["stopped"] == "max_steps"
+    with pytest.raises(CuratorError, match=r"different settings \(max_steps: 3 -> 4\)"):
+        train_ssl(ucm_ws, run="budget-steps", **{**args, "max_steps": 4})
+    from curator_widgets.cli import main
+
+    assert main(["train", "-w", str(ucm_ws.root), "--run", "budget-cli", "--epochs", "5", "--max-steps", "1",
+                 "--batch-size", "12", "--image-size", str(SIZE), "--quiet", "--no-knn"]) == 0
+    assert read_metrics(ucm_ws, "budget-cli")["step"] == 1
+    with pytest.raises(CuratorError, match="max_steps=0 must be an integer >= 1"):
+        train_ssl(ucm_ws, run="budget-bad", **{**args, "max_steps": 0})
+    with pytest.raises(CuratorError, match="max_seconds=-1 must be a positive number"):
+        train_ssl(ucm_ws, run="budget-bad", **{**args, "max_steps": None, "max_seconds": -1})
+
+
+def test_time_budget_stops_at_the_end_of_the_schedule(ucm_ws):
+    """A time budget shorter than the epochs: the schedule follows the time fraction, so the step that spends the
+    budget runs at the schedule's end value and training stops there."""
+    info = train_ssl(ucm_ws, run="budget-time", epochs=200, knn=False, max_seconds=3.0, **FAST)
+    assert info["stopped"] == "max_seconds" and info["epoch"] < 200
+    hist = read_metrics(ucm_ws, "budget-time")["history"]
+    lr = json.loads((ucm_ws.model_dir("budget-time") / "config.json").read_text())["lr"]
+    assert hist[-1]["lr"] == pytest.approx(lr * 1e-3) and hist[-1]["stopped"] == "max_seconds"
+    assert train_ssl(ucm_ws, run="budget-time", epochs=200, knn=False, max_seconds=3.0, **FAST)["skipped"]
 
 
 def test_resume_with_other_settings_is_refused(ucm_ws):
@@ -341,16 +378,9 @@ def test_demo_train_and_embed_steps(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ benchmarks
-def _bench(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_ssl_quality_benchmark_quick(tmp_path):
     out = tmp_path / "q.json"
-    assert _bench("ssl_quality").main(["--quick", "--out", str(out)]) == 0
+    assert load_bench("ssl_quality").main(["--quick", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["quick"] and len(res["rows"]) == 2
     for row in res["rows"]:
@@ -360,7 +390,7 @@ def test_ssl_quality_benchmark_quick(tmp_path):
 
 def test_ssl_throughput_benchmark_quick(tmp_path):
     out = tmp_path / "t.json"
-    bench = _bench("ssl_throughput")
+    bench = load_bench("ssl_throughput")
     assert bench.main(["--quick", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["quick"] and res["cpu"] and all(r["images_per_s"] > 0 for r in res["cpu"])

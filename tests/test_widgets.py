@@ -146,6 +146,20 @@ def test_text_fallback_says_what_to_open(ws):
     assert "interactive widget" in data["text/html"]
 
 
+@pytest.mark.parametrize("make, starts", [
+    (lambda ws: RegionPicker(ws, bbox=(-10, 0, 10, 20), chip_size=64, level=1), "RegionPicker(layer='BlueMarble_NextGeneration'"),
+    (lambda ws: SampleGallery(ws, [0, 1, 2]), "SampleGallery(3 chips"),
+    (lambda ws: SwipeLabeler(ws, ids=[0, 1]), "SwipeLabeler("),
+])
+def test_every_widget_says_what_it_is_without_a_widget_manager(ws, make, starts):
+    """nbconvert, GitHub or a terminal show text/plain: the widget's state and where it renders."""
+    data, _ = make(ws)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data  # widget front ends still get the view
+    first, rest = data["text/plain"].split("\n", 1)
+    assert first.startswith(starts)
+    assert "cannot display it" in rest and "Jupyter Notebook >= 7" in rest and "Python call" in rest
+
+
 def test_missing_bundle_renders_an_explanation():
     esm = _base.static_asset("no_such_widget", "js")
     assert isinstance(esm, str) and "npm --prefix js run build" in esm and "export default" in esm
@@ -233,7 +247,7 @@ def test_color_by_sampling_rank():
     view = EmbeddingView(np.random.rand(10, 2))
     view.color_by_rank([7, 2, 5])
     assert view.color[7] == 0 and view.color[5] == 254 and view.color[0] == 255  # unsampled: grey
-    assert view.legend[-1][0] == "(none)"
+    assert view.legend[-1][0] == "not picked" and view.legend_title == "pick order" and view.color_kind == "value"
     with pytest.raises(CuratorError, match="rank indices must be point indices 0..9"):
         view.color_by_rank([10])
 
@@ -305,6 +319,19 @@ def test_gallery_traits_captions_and_selection(ws):
     assert gal.selected.tolist() == [5]
     gal.show([1, 2], captions=["a", "b"], title="two")
     assert gal.selection.size == 0 and gal.captions == ["a", "b"] and gal.title == "two"
+
+
+def test_views_read_a_team_store_named_by_the_environment(ws, postgres_server, monkeypatch):
+    # a workspace whose labels live only in the team's PostgreSQL (no labels.sqlite): captions and hover
+    # cards still show them, and no SQLite file is created on the side
+    from curator_widgets.labels import URL_ENV, LabelStore
+
+    monkeypatch.setenv(URL_ENV, postgres_server.create_database())
+    LabelStore(ws).add(5, "positive")
+    assert not ws.labels_path.exists()
+    assert SampleGallery(ws, [4, 5]).captions == ["", "positive"]
+    store = EmbeddingView(np.zeros((len(ws), 2), np.float32))._hover_store(ws)  # what hover cards read labels from
+    assert store is not None and store.current() == {5: "positive"} and not ws.labels_path.exists()
 
 
 def test_gallery_bad_input_messages(ws):
@@ -386,7 +413,9 @@ def test_region_picker_traits_and_grid_preview(ws):
     assert len(picker.grid) == picker.grid_count and all(len(g) == 4 for g in picker.grid)
     picker.bbox = [170, -20, -170, 0]  # crosses the antimeridian
     assert picker.region.crosses_antimeridian and picker.grid_count > 0
-    assert any(g[0] > 0 and g[2] < 0 for g in picker.grid) or all(g[0] >= 170 or g[2] <= -170 for g in picker.grid)
+    deg = 64 * picker.pixel_size()  # the grid grows outward to whole chips on the level's grid
+    in_box = [lon >= 170 - deg or lon <= -170 + deg for g in picker.grid for lon in (g[0], g[2])]
+    assert all(in_box) and any(g[2] <= -170 + deg for g in picker.grid)  # the short way, across 180
     with pytest.raises(traitlets.TraitError, match="south=10.0 is not below north=5.0"):
         picker.bbox = [0, 10, 5, 5]
     with pytest.raises(traitlets.TraitError, match="level 9 is not served"):
@@ -436,6 +465,25 @@ def test_region_picker_layers_from_a_real_capabilities_file(ws):
     assert "outside the time range" in picker.error
     with pytest.raises(CuratorError, match="unknown GIBS layer 'MODIS_Terra_CorrectedReflectance_TrueColour'"):
         picker.set_layer("MODIS_Terra_CorrectedReflectance_TrueColour")
+
+
+def test_region_layers_without_a_widget():
+    """The picker's layer rules as plain functions over a catalog (region_layers.py)."""
+    from curator_widgets.paths import shared_data_dir
+    from curator_widgets.sources.catalog import load_catalog
+    from curator_widgets.widgets.region_layers import check_date, find_layers, layer_info
+
+    info, lay = layer_info("BlueMarble_NextGeneration", None)
+    assert lay is None and info["source"] == "bluemarble" and info["time_range"] is None
+    with pytest.raises(CuratorError, match="needs the GIBS catalog, which is unavailable: offline"):
+        layer_info("MODIS_Terra_CorrectedReflectance_TrueColor", None, "offline")
+    assert [h["id"] for h in find_layers("marble", None)] == ["BlueMarble_NextGeneration"]  # no catalog: offline only
+    cat = load_catalog(shared_data_dir() / "gibs" / "wmts_capabilities_geographic_2015.xml")
+    info, lay = layer_info("MODIS_Terra_CorrectedReflectance_TrueColor", cat, date="2014-06-01")
+    assert lay.identifier == "MODIS_Terra_CorrectedReflectance_TrueColor" and info["date"] == "2014-06-01"
+    with pytest.raises(CuratorError, match="outside the time range"):
+        layer_info("MODIS_Terra_CorrectedReflectance_TrueColor", cat, date="1999-01-01")
+    check_date("2014-06-01T00:00:00Z", info["time_range"], "x")  # a timestamp's day is what counts
 
 
 def test_tile_command_serves_blue_marble_over_the_comm():

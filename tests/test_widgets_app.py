@@ -38,6 +38,18 @@ def test_app_composes_the_four_widgets(ws):
     assert app.picker.bbox == [-20.0, 0.0, 20.0, 30.0]
 
 
+def test_app_says_what_it_is_without_a_widget_manager(ws):
+    """Not ipywidgets' VBox(children=(...)) dump: one line of state, then where to open it."""
+    app = CuratorApp(ws, run="pix", projection="pca")
+    data = app._repr_mimebundle_()  # ipywidgets: the data dict alone
+    assert "application/vnd.jupyter.widget-view+json" in data
+    first, rest = data["text/plain"].split("\n", 1)
+    assert first == f"CuratorApp(workspace {str(ws.root)!r}, {len(ws)} chips, run 'pix', no projection yet, task 'default')"
+    assert "cannot display it" in rest and "VBox" not in data["text/plain"]
+    app.explore()
+    assert f"{len(ws)} points in the view" in app._repr_mimebundle_()["text/plain"]
+
+
 def test_explore_select_search_label_and_a_round(ws):
     from curator_widgets.labels import LabelStore
 

@@ -1,10 +1,17 @@
 """Regenerate the docs pages derived from code, so they cannot drift from it.
 
-    python tools/gen_docs.py            # rewrite docs/cli.md, docs/api.md, docs/benchmarks.md
+    python tools/gen_docs.py            # rewrite docs/cli.md, docs/api.md, docs/benchmarks.md (+ blocks)
     python tools/gen_docs.py --check    # exit 1 if a committed page is stale (tests/test_docs.py)
 
 - docs/cli.md: `curator --help` and the help of every subcommand (nested ones too).
 - docs/api.md: one mkdocstrings block per public module of the package, grouped by area.
+- docs/active_learning.md, between `<!-- protocol:begin/end -->`, `<!-- levers:begin/end -->`,
+  `<!-- heads_speed:begin/end -->` and `<!-- cost30k:begin/end -->`: the protocol, lever, head fit-time and
+  30k-cost tables, from benchmarks/results/{active_protocol[_levers],heads_speed,active_protocol_30k}.json.
+- docs/preprocessing.md, between `<!-- multires:begin/end -->`: the multi-resolution search table,
+  from benchmarks/results/multires.json (committed).
+- docs/teams.md, between `<!-- labels_load:begin/end -->`: the label-store load test, from
+  benchmarks/results/labels_load.json.
 - docs/benchmarks.md: the benchmark tables of each area page (docs/<topic>.md), gathered in one
   place with the commands that reproduce them and a link back to the page that explains them.
 """
@@ -27,10 +34,13 @@ HELP_WIDTH = "100"
 AREA_PAGES = [
     ("workspace.md", "Workspaces and sources"),
     ("gibs.md", "GIBS imagery"),
+    ("preprocessing.md", "Clean imagery and multi-resolution search"),
     ("training.md", "Self-supervised training"),
     ("search.md", "Search and projection"),
     ("sampling.md", "Diverse sampling and balancing"),
     ("active_learning.md", "Active learning and labels"),
+    ("teams.md", "Labelling as a team"),
+    ("scale.md", "Scaling out on a Dask cluster"),
     ("widgets.md", "Widgets"),
 ]
 
@@ -39,9 +49,13 @@ API_SECTIONS = [
     ("Workspaces and data", ["workspace", "manifest", "bbox", "errors", "atomic", "images", "paths"]),
     ("Imagery sources", ["sources"]),
     ("Self-supervised training and embeddings", ["train", "embed", "augment", "models", "ssl", "data"]),
-    ("Search and projection", ["index", "search", "projection"]),
+    ("Preprocessing: composites, cloud masks, swath fills", ["preprocess"]),
+    ("Scaling out on a Dask cluster", ["cluster", "cluster_sampling", "cluster_active", "cluster_index",
+                                       "cluster_embed", "shards", "zarr_embeddings"]),
+    ("Search and projection", ["index", "search", "projection", "multires"]),
     ("Sampling and balancing", ["sampling", "balance", "circles"]),
-    ("Labels and active learning", ["labels", "heads", "acquisition", "active", "oracle", "export"]),
+    ("Labels and active learning", ["labels", "heads", "acquisition", "active", "oracle", "export", "exports",
+                                    "propagation", "protocol", "evaluation"]),
     ("Widgets", ["widgets"]),
     ("Jupyter server extension", ["server"]),
     ("Notebooks, demo and CLI", ["notebooks", "demo", "cli"]),
@@ -132,18 +146,23 @@ BENCH_HEADING = re.compile(r"(benchmark|speed|quality|numbers|measured|results|t
                            re.I)
 
 
-def _sections(text: str):
-    """(level, heading, own text up to the next heading of any level) for each markdown heading;
-    `#` lines inside code blocks are not headings."""
-    lines = text.splitlines()
+def headings(text: str) -> list[tuple[int, int, str]]:
+    """(line index, level, title) of each markdown heading; `#` lines inside code blocks are not headings."""
     heads: list[tuple[int, int, str]] = []
     in_code = False
-    for i, line in enumerate(lines):
+    for i, line in enumerate(text.splitlines()):
         if line.lstrip().startswith("```"):
             in_code = not in_code
         m = None if in_code else re.match(r"^(#{1,6})\s+(.*)$", line)
         if m:
             heads.append((i, len(m.group(1)), m.group(2).strip()))
+    return heads
+
+
+def _sections(text: str):
+    """(level, heading, own text up to the next heading of any level) for each markdown heading."""
+    lines = text.splitlines()
+    heads = headings(text)
     for n, (i, level, title) in enumerate(heads):
         end = heads[n + 1][0] if n + 1 < len(heads) else len(lines)
         yield level, title, "\n".join(lines[i + 1:end])
@@ -188,9 +207,12 @@ def _anchor(title: str) -> str:
 def benchmark_tables() -> str:
     out = [GENERATED, "", "# Benchmarks", "",
            "Every number in this project comes from a script in `benchmarks/` that prints a table and",
-           "writes JSON to `benchmarks/results/<topic>.json`; `--quick` runs a small smoke version (CI",
-           "runs those). The tables below are gathered from the area pages, where each is explained;",
-           "the machine is the project's 2-core, 24 GiB, CPU-only box unless a row says otherwise.", ""]
+           "writes JSON to `benchmarks/results/<topic>.json` (committed) through `benchmarks/common.py`'s",
+           "`write_results`, which records the machine, the git commit, the seeds, the wall time and the",
+           "date with every result; `--quick` runs a small smoke version (CI runs those; a script that",
+           "writes `<topic>_quick.json` for it has that committed too). The tables below are gathered",
+           "from the area pages, where each is explained; the machine is the project's 2-core, 24 GiB,",
+           "CPU-only box unless a row says otherwise.", ""]
     found_any = False
     for fname, title in AREA_PAGES:
         page = DOCS / fname
@@ -286,6 +308,237 @@ def notebooks_page() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+# ------------------------------------------------------------------------ protocol results
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _block(text: str, name: str, body: str) -> str:
+    """Replace what lies between `<!-- name:begin -->` and `<!-- name:end -->` in a page."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        raise SystemExit(f"docs page lacks the markers {begin} ... {end}")
+    head, rest = text.split(begin, 1)
+    return head + begin + "\n" + body.rstrip() + "\n" + end + rest.split(end, 1)[1]
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def protocol_tables(text: str) -> str:
+    """docs/active_learning.md's protocol and lever tables, from the committed results JSON."""
+    import json
+
+    sys.path.insert(0, str(ROOT))
+    from curator_widgets.protocol import per_class_table, summary_table
+
+    res = json.loads((RESULTS / "active_protocol.json").read_text())
+    ssl, loop, m = res["ssl"], res["loop"], res["machine"]
+    body = [f"Run: `{res['ssl']['embedding_run']}` ({ssl['method']}, {ssl['backbone']}, {ssl['image_size']} px, "
+            f"{ssl['epochs']} epochs, rotation/flip-averaged embedding: {'yes' if ssl['tta'] else 'no'}); "
+            f"head weight {loop['head_weight']} (1 = logistic only), acquisition `{loop['strategy']}`, "
+            f"threshold {loop['threshold']}, seed set {loop['k']} + {loop['r']}, batches of {loop['batch']}; "
+            f"{res['starters_per_class']} starters per class, seed {res['seed']}; {res['chips']} chips; "
+            f"wall time {res['wall_s'] / 60:.1f} min on {m['cpus']} CPUs (SSL training cached from an earlier run of "
+            f"the same recipe: {ssl['train_seconds']:.0f} s here); commit `{(res.get('commit') or '?')[:10]}`"
+            f"{' + local changes' if '+dirty' in (res.get('commit') or '') else ''}.", "",
+            summary_table(res["summary"], loop["points"]), "", "Per class, worst first:", "",
+            per_class_table(res["summary"]["per_class"], loop["points"])]
+    text = _block(text, "protocol", "\n".join(body))
+    lev = json.loads((RESULTS / "active_protocol_levers.json").read_text())
+    rows = ["| lever | option | kNN top-1 | P@10 | recall at 7.8% | F1 at 7.8% | FP share at 7.8% | recall at 10.0% | "
+            "median effort to recall 0.90 | gain (recall + F1 at 7.8%) |", "|---" * 10 + "|"]
+    for r in lev["rows"]:
+        eff = r["median_effort_to_target"]
+        rows.append(f"| {r['lever']} | {r['option']} | {_pct(r.get('knn_top1'))} | {_pct(r.get('p_at_10'))} | "
+                    f"{_pct(r['recall@7.8'])} | {_pct(r['f1@7.8'])} | {_pct(r['fp_share@7.8'])} | "
+                    f"{_pct(r['recall@10.0'])} | {'never' if eff is None else f'{eff:.1f}%'} | {r['gain']:+.3f} |")
+    chosen = "; ".join(f"{k}: {v}" for k, v in lev["chosen"].items())
+    rows += ["", f"Dev classes only ({len(lev['dev_classes'])}: {', '.join(lev['dev_classes'])}), "
+                 f"{lev['starters_per_class']} starters each; chosen: {chosen}; "
+                 f"wall time {lev['wall_s'] / 60:.1f} min, commit `{(lev.get('commit') or '?')[:10]}`."]
+    return _block(text, "levers", "\n".join(rows))
+
+
+# ------------------------------------------------------------------------- benchmark tables
+BENCH_BLOCK = re.compile(r"<!-- bench:([\w.-]+)/([\w.-]+):begin -->")
+
+
+def _bench_module(topic: str):
+    """benchmarks/<topic>.py, imported by path (benchmarks/ is not a package)."""
+    import importlib.util
+
+    bench = ROOT / "benchmarks"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location(f"_bench_{topic}", bench / f"{topic}.py")
+    if spec is None or not (bench / f"{topic}.py").exists():
+        raise SystemExit(f"a docs block names benchmarks/{topic}.py, which does not exist")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not hasattr(mod, "doc_tables"):
+        raise SystemExit(f"benchmarks/{topic}.py has no doc_tables(results) -> {{name: markdown}}")
+    return mod
+
+
+def bench_blocks(text: str) -> str:
+    """Fill every `<!-- bench:<results>/<table>:begin -->` block of a page from the committed
+    benchmarks/results/<results>.json, rendered by that benchmark's own `doc_tables` (the function its
+    `main` prints with), so a docs table can only show what a committed run measured."""
+    import json
+
+    for results, table in dict.fromkeys(BENCH_BLOCK.findall(text)):
+        path = RESULTS / f"{results}.json"
+        if not path.exists():
+            raise SystemExit(f"docs block bench:{results}/{table} needs benchmarks/results/{path.name}: run its benchmark")
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        topic = doc.get("benchmark") or results.removesuffix("_quick")
+        tables = _bench_module(topic).doc_tables(doc)
+        if table not in tables:
+            raise SystemExit(f"benchmarks/{topic}.py's doc_tables has no table {table!r} (it has {sorted(tables)})")
+        text = _block(text, f"bench:{results}/{table}", tables[table])
+    return text
+
+
+def multires_table(text: str) -> str:
+    """docs/preprocessing.md's multi-resolution table, from benchmarks/results/multires.json (committed)."""
+    import json
+
+    res = json.loads((RESULTS / "multires.json").read_text())
+    ssl, grid, m = res["ssl"], res["tile_grid"], res["machine"]
+    runs = "; ".join(f"`{name}`: {r['chips']} chips, {r['epochs_done']} epochs" for name, r in ssl["runs"].items())
+    chosen = ", ".join(f"{g} {v:.3f}" for g, v in grid["precision@10_on_choosing_split"].items())
+    body = [f"UC Merced, two levels in one workspace: {res['chips']} chips (128 px quadrants of the scenes, 0.3 m) "
+            f"and {res['context_chips']} at 0.6 m (each scene shrunk to 128 px). One {ssl['method']} run per level "
+            f"({ssl['backbone']}, {ssl['image_size']} px, {ssl['max_seconds']:.0f} s of training each: {runs}). "
+            f"{res['queries_scored']} scored queries, each a scene at 0.6 m; the tile grid was chosen on "
+            f"{res['queries_choosing']} other queries (precision@10 there: {chosen}). Wall time "
+            f"{res['wall_s'] / 60:.1f} min on {m['cpus']} shared CPUs, commit `{(res.get('commit') or '?')[:10]}`"
+            f"{' + local changes' if '+dirty' in (res.get('commit') or '') else ''}.", "",
+            "| query | precision@10 | ms per query |", "|---|---|---|"]
+    body += [f"| {r['query']} | {r['precision@10']:.3f} | {r['ms_per_query']:.1f} |" for r in res["rows"]]
+    return _block(text, "multires", "\n".join(body))
+
+
+def labels_load_table(text: str) -> str:
+    """docs/teams.md's load-test table, from benchmarks/results/labels_load.json."""
+    import json
+
+    res = json.loads((RESULTS / "labels_load.json").read_text())
+    rows = ["| backend | annotators | labels | labels/s | add p50 (ms) | add p99 (ms) | claim + add p99 (ms) | lost | "
+            "double-assigned | client retries | restart (s) |", "|---" * 11 + "|"]
+    for r in res["rows"]:
+        rows.append(f"| {r['backend']} | {r['annotators']} | {r['labels']} | {r['labels_per_s']} | {r['add_p50_ms']} | "
+                    f"{r['add_p99_ms']} | {r['claim_add_p99_ms']} | {r['lost']} | {r['double_assigned']} | "
+                    f"{r['client_errors']} | {'-' if r['restart_s'] is None else r['restart_s']} |")
+    m = res["machine"]
+    rows += ["", f"{res['rows'][0]['seconds']:.0f} s per backend, {res['rows'][0]['think_s']} s between one person's "
+                 f"labels; {m['cpus']} CPUs (load average {res.get('load_average', ['?'])[0]} at the end: a shared box), "
+                 f"server and clients on one machine, PostgreSQL with its default fsync; "
+                 f"commit `{(res.get('commit') or '?')[:10]}`."]
+    return _block(text, "labels_load", "\n".join(rows))
+
+
+def scale_tables(text: str) -> str:
+    """docs/scale.md's measured table and its 100M / 1B projection, from benchmarks/results/scale.json."""
+    import json
+
+    res = json.loads((RESULTS / "scale.json").read_text())
+    m = res["machine"]
+    rows = ["| N | shards | FPS step p50 (ms) | FPS cluster / 1 proc (s) | same picks | index cluster / 1 proc (s) | "
+            "index | recall@10 (cluster / 1 proc) | query p50 (ms) | same results | AL round cluster / 1 proc (s) | "
+            "same picks | peak RSS per worker (MiB) |", "|---" * 13 + "|"]
+    for r in res["rows"]:
+        rss = ", ".join(f"{v:.0f}" for v in r["worker_peak_rss_mib"].values())
+        rows.append(f"| {r['N']:,} | {r['shards']} | {r['fps_step_p50_ms']} | {r['fps_cluster_s']} / {r['fps_single_s']} "
+                    f"(k={r['fps_k']}) | {r['fps_same_picks']} | {r['index_cluster_s']} / {r['index_single_s']} | "
+                    f"{r['index']}, nprobe {r['nprobe']} | {r['recall_at_10']} / {r['recall_single']} | "
+                    f"{r['query_p50_ms']} | {r['index_same_results']} | {r['al_round_cluster_s']} / "
+                    f"{r['al_round_single_s']} | {r['al_same_picks']} | {rss} |")
+    ratio = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in res["cost_per_chip_ratio_largest_vs_smallest"].items())
+    rows += ["", f"{res['workers']} CLI-started `dask worker` processes ({res['threads_per_worker']} thread each) and a "
+                 f"`dask scheduler` on loopback, on {m['cpus']} CPUs (load average {m.get('load_avg')} when it ended: "
+                 f"the box was shared); wall time {res['wall_s'] / 60:.1f} min, commit "
+                 f"`{(res.get('commit') or '?')[:10]}`. Cost per chip, largest size / smallest: {ratio}.", "",
+             "| chips | embeddings on disk (GB) | worker memory each, 2 workers (GB) | FPS step (s) | 10k FPS picks (h) | "
+             "AL round (min) | index build (h) |", "|---" * 7 + "|"]
+    for n, p in res["projection"].items():
+        rows.append(f"| {int(n):,} | {p['embeddings_disk_GB']} | {p['worker_memory_GB_per_worker_2']} | {p['fps_step_s']} | "
+                    f"{p['fps_10k_picks_h']} | {p['al_round_min']} | {p['index_build_h']} |")
+    return _block(text, "scale", "\n".join(rows))
+
+
+def heads_speed_table(text: str) -> str:
+    """docs/active_learning.md's head fit-time table, from benchmarks/results/heads_speed.json."""
+    import json
+
+    res = json.loads((RESULTS / "heads_speed.json").read_text())
+    rows = ["| solver | fit | wall s | CPU s |", "|---|---|---|---|"]
+    rows += [f"| {r['solver']} | {r['fit']}, {r['labels']} labels | {r['wall_s']:.2f} | {r['cpu_s']:.2f} |"
+             for r in res["table"]]
+    rows += ["", f"{res['labels']} labels x {res['dims']} dims; load average {res['load_average'][0]:.1f} on "
+                 f"{res['machine']['cpus']} CPUs; largest probability difference between the solvers "
+                 f"{res['max_probability_difference']:.1e}; commit `{(res.get('commit') or '?')[:10]}`."]
+    return _block(text, "heads_speed", "\n".join(rows))
+
+
+def cost_30k_table(text: str) -> str:
+    """docs/active_learning.md's 30k-image cost table, from benchmarks/results/active_protocol_30k.json; stages
+    an interrupted run did not reach are shown as not run, with the synthetic-pool timing when there is one."""
+    import json
+
+    sys.path.insert(0, str(ROOT))
+    from curator_widgets.protocol import summary_table
+
+    res = json.loads((RESULTS / "active_protocol_30k.json").read_text())
+    ssl = res.get("ssl") or {}
+    rows = ["| stage | wall min | CPU min | load average (1 min) at its end | note |", "|---|---|---|---|---|"]
+    notes = {"crops": "benchmarks/ucmerced_crops.py", "ingest": f"{res['chips']} chips",
+             "train": f"{ssl.get('epochs', 1)} epoch of the default SSL recipe",
+             "embed": "rotation/flip average + a 128 px pass", "graph": "exact 20-NN, faiss"}
+    for name in ("crops", "ingest", "train", "embed", "graph", "sessions"):
+        st = res["stages"].get(name)
+        if st is None:
+            rows.append(f"| {name} | not reached | | | |")
+            continue
+        cpu, load = st.get("cpu_seconds"), st["load_average"][0]
+        note = "; ".join(n for n in (notes.get(name, ""), st.get("note", "")) if n)
+        if name == "sessions":
+            note = f"{st.get('sessions')} sessions, {st.get('rounds')} rounds"
+        rows.append(f"| {name} | {st['seconds'] / 60:.1f} | {'-' if cpu is None else f'{cpu / 60:.1f}'} | "
+                    f"{'-' if load is None else f'{load:.1f}'} | {note} |")
+    done = res.get("complete", "sessions" in res["stages"])
+    unfinished = "" if done else "; the run did not finish"
+    rows.append(f"| **measured stages** | **{res['total_seconds'] / 60:.1f}** | {res['total_cpu_seconds'] / 60:.1f} "
+                f"| | budget {res['budget_seconds'] / 60:.0f} min{unfinished} |")
+    syn = res.get("synthetic_sessions")
+    if syn:
+        rows += ["", f"Sessions on a synthetic pool of the same shape ({syn['chips']} chips x {syn['dims']} dims, "
+                     f"Gaussian classes; a session's cost depends on the pool's size and dims and the rounds, not on "
+                     f"the pixels): graph {syn['graph_seconds'] / 60:.1f} wall min "
+                     f"({syn['graph_cpu_seconds'] / 60:.1f} CPU min), {syn['wall_seconds_per_session']:.0f} s wall "
+                     f"({syn['cpu_seconds_per_session']:.0f} s CPU) per session of "
+                     f"{syn['rounds'] // max(syn['sessions'], 1)} rounds over {syn['sessions']} sessions, "
+                     f"at a load average of {syn['load_average'][0]:.1f}."]
+    rows += ["", f"{res['machine']['cpus']} CPUs; commit `{(res.get('commit') or '?')[:10]}`."]
+    if res.get("summary"):
+        loop = res["loop"]
+        rows += ["", f"{res['starters_per_class']} starters per class, seed set {loop['k']} + {loop['r']}, batches "
+                     f"of {loop['batch']}. Quality at these settings (64 px crops of UC Merced's scenes):", "",
+                 summary_table(res["summary"], loop["points"])]
+    return _block(text, "cost30k", "\n".join(rows))
+
+
+def active_learning_blocks(text: str) -> str:
+    """Every generated block of docs/active_learning.md."""
+    return cost_30k_table(heads_speed_table(protocol_tables(text)))
+
+
+BLOCKS = {name: bench_blocks for name, _ in AREA_PAGES}
+BLOCKS["active_learning.md"] = lambda text: bench_blocks(active_learning_blocks(text))
+BLOCKS["preprocessing.md"] = lambda text: bench_blocks(multires_table(text))
+BLOCKS["teams.md"] = lambda text: bench_blocks(labels_load_table(text))
+BLOCKS["scale.md"] = lambda text: bench_blocks(scale_tables(text))
 PAGES = {"cli.md": cli_reference, "api.md": api_reference, "benchmarks.md": benchmark_tables,
          "notebooks.md": notebooks_page}
 
@@ -295,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="fail if a generated page is out of date")
     args = ap.parse_args(argv)
     stale = []
-    for name, fn in PAGES.items():
+    jobs = [(name, lambda fn=fn, name=name: fn((DOCS / name).read_text(encoding="utf-8"))) for name, fn in BLOCKS.items()]
+    for name, fn in [*jobs, *PAGES.items()]:
         path = DOCS / name
         new = fn()
         old = path.read_text(encoding="utf-8") if path.exists() else ""

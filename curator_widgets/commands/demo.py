@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
+    from ._bbox import say_antimeridian
 
+    say_antimeridian(args.bbox)
     summary = run_demo(args.workspace, bbox=args.bbox, size=args.size, level=args.level)
     print(f"workspace: {summary['workspace']}")
     for step, out in summary.items():

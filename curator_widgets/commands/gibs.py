@@ -105,6 +105,7 @@ def _age(seconds: float) -> str:
 def _download(args: argparse.Namespace) -> int:
     from ..sources.gibs import GIBSSource
     from ..workspace import Workspace
+    from ._bbox import say_antimeridian
 
     dates = None
     if args.dates:
@@ -117,6 +118,7 @@ def _download(args: argparse.Namespace) -> int:
                      retries=args.retries, timeout=args.timeout, fill=args.fill_swath, keep_blank=args.keep_blank,
                      max_tiles=args.max_tiles, refresh_catalog=args.refresh)
     src.plan(args.bbox, dates, args.tile_size, args.overlap, args.boundary)  # every input error before the workspace
+    say_antimeridian(args.bbox)
     ws = Workspace.open_or_create(args.workspace)
     res = ws.ingest(src, region=args.bbox, dates=dates, size=args.tile_size, overlap=args.overlap,
                     boundary=args.boundary)

@@ -93,6 +93,7 @@ def _search(args: argparse.Namespace) -> int:
 
     from ..errors import CuratorError
     from ..index import search
+    from ._bbox import say_antimeridian
 
     ws, run = _open(args)
     vectors = None
@@ -104,6 +105,7 @@ def _search(args: argparse.Namespace) -> int:
     filters = {"date": tuple(args.date) if args.date else None, "layer": args.layer, "bbox": args.bbox,
                "exclude_flags": args.exclude_flag, "flags": args.require_flag, "max_cloud": args.max_cloud}
     filters = {k: v for k, v in filters.items() if v is not None}
+    say_antimeridian(args.bbox)
     res = search(ws, run, ids=args.ids, vectors=vectors, image=args.image, k=args.k, mode=args.mode,
                  filters=filters or None, exclude=args.exclude, nprobe=args.nprobe, ef_search=args.ef_search)
     cols = [c for c in ("rank", "score", "id", "key", "layer", "date", "label", "path") if c in res.rows.columns]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -22,7 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ids", type=int, nargs="+", help="put these chip ids at the front of the queue first")
     p.add_argument("--limit", type=int, default=None, help="stop after this many labels")
     p.add_argument("--status", action="store_true", help="print counts and the queue length, then exit")
-    p.add_argument("--export", metavar="PATH", help="write the curated set to PATH (.csv or .parquet) and exit")
+    p.add_argument("--export", metavar="PATH", help="write the curated set to PATH (.csv or .parquet, or a folder "
+                                                    "with --format) and exit")
+    p.add_argument("--format", choices=["stac", "geo", "hf", "fiftyone", "labelstudio"],
+                   help="with --export: a STAC catalog, georeferenced PNGs, a Hugging Face imagefolder, a FiftyOne "
+                        "dataset or Label Studio tasks, in the folder PATH")
+    p.add_argument("--import", dest="import_path", metavar="PATH",
+                   help="record the labels of an export (any --format folder, Label Studio JSON, or a CSV / "
+                        "Parquet with id,label) as events with source 'import', then exit")
+    p.add_argument("--import-format", choices=["stac", "geo", "hf", "fiftyone", "labelstudio", "csv", "parquet"],
+                   help="with --import: the format (default: told from what PATH holds)")
     p.add_argument("--export-tree", metavar="DIR", help="lay the curated set out as DIR/<label>/ links and exit")
     p.add_argument("--mode", choices=["symlink", "copy", "hardlink"], default="symlink", help="for --export-tree")
     p.set_defaults(func=_label)
@@ -118,23 +128,38 @@ def run_terminal_labeler(store: Any, read: Callable[[str], str] | None = None,
 
 
 def _label(args: argparse.Namespace) -> int:
-    from ..labels import LabelStore
+    from ..labels import URL_ENV, LabelStore
     from ..workspace import Workspace
 
     ws = Workspace.open(args.workspace)
     label_set = [s.strip() for s in args.labels.split(",")] if args.labels else None
+    if args.status:  # a read: never creates the store or the task
+        if not ws.labels_path.exists() and not os.environ.get(URL_ENV):  # no file, no team database
+            print(json.dumps({"task": args.task, "counts": {}, "queued": 0}, indent=2))
+            return 0
+        store = LabelStore(ws, label_set=label_set, task=args.task, annotator=args.annotator, read_only=True)
+        print(json.dumps({"task": store.task, "labels": list(store.choices), "counts": store.counts(),
+                          "queued": store.queue_pending()}, indent=2))
+        return 0
     store = LabelStore(ws, label_set=label_set, task=args.task, annotator=args.annotator)
+    if args.import_path:
+        from ..exports import import_labels
+
+        n = import_labels(store, args.import_path, format=args.import_format)
+        print(f"imported {n} labels from {args.import_path} into task {store.task!r}")
+        return 0
     if args.export or args.export_tree:
-        if args.export:
+        if args.export and args.format:
+            from ..exports import export_labels
+
+            dest = export_labels(store, args.format, args.export)
+            print(f"wrote {len(store.table())} labelled chips as {args.format} to {dest}")
+        elif args.export:
             path = store.export(args.export)
             print(f"wrote {len(store.table())} labelled chips to {path}")
         if args.export_tree:
             counts = store.export_tree(args.export_tree, mode=args.mode)
             print(f"exported {sum(counts.values())} chips ({args.mode}) to {args.export_tree}: {counts}")
-        return 0
-    if args.status:
-        print(json.dumps({"task": store.task, "labels": list(store.choices), "counts": store.counts(),
-                          "queued": store.queue_pending()}, indent=2))
         return 0
     if args.ids:
         store.queue_add(args.ids, source="cli", front=True)

@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default="small_cnn", help="resnet*_cifar: small-image stem (3x3 conv, no max-pool)")
     p.add_argument("--image-size", type=int, default=64, help="training/embedding size in px (default 64)")
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--max-steps", type=int, help="step budget: the cosine schedule ends at this optimizer step")
+    p.add_argument("--max-seconds", type=float, help="time budget in training seconds, schedule fitted to it")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, help="learning rate (default: scaled from the batch size)")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], help="default: AdamW for simclr/byol, SGD for simsiam")
@@ -67,7 +69,8 @@ def _train(args: argparse.Namespace) -> int:
                      warmup=args.warmup, accumulate=args.accumulate,
                      ids=_read_ids(args.ids) if args.ids else None, device=args.device, amp=not args.no_amp,
                      channels_last=not args.no_channels_last, compile=args.compile, seed=args.seed,
-                     weights=args.weights, resume=not args.no_resume, knn=not args.no_knn, progress=not args.quiet)
+                     weights=args.weights, resume=not args.no_resume, knn=not args.no_knn, progress=not args.quiet,
+                     max_steps=args.max_steps, max_seconds=args.max_seconds)
     if info["skipped"]:
         print(f"run {args.run} already trained for {info['epoch']} epochs (use --epochs N to continue, --no-resume to redo)")
     shown = {k: v for k, v in info.items() if k != "history"}

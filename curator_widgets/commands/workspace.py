@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _ingest(args: argparse.Namespace) -> int:
     from ..errors import CuratorError
     from ..sources import BlueMarbleSource, FolderSource
+    from ._bbox import say_antimeridian
     from ..workspace import Workspace
 
     if args.source == "folder":
@@ -35,7 +36,10 @@ def _ingest(args: argparse.Namespace) -> int:
         size = args.size
     else:
         source = BlueMarbleSource(level=args.level)
-        size = args.size or 64
+        size = 64 if args.size is None else args.size
+    if size is not None and size < 1:
+        raise CuratorError(f"--size {size} is not a chip size", "pass a positive number of pixels, e.g. --size 64")
+    say_antimeridian(args.bbox)
     ws = Workspace.open_or_create(args.workspace)
     res = ws.ingest(source, region=args.bbox, size=size, overlap=args.overlap, boundary=args.boundary)
     print(f"added {res.added} chips, {res.existing} already present, {len(res.skipped)} skipped")

@@ -22,7 +22,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     from .handlers import setup_handlers
 
     root = serverapp.root_dir
-    setup_handlers(serverapp.web_app, root)
+    # hidden files follow the contents manager, as Jupyter's /files handler does
+    allow_hidden = bool(getattr(serverapp.contents_manager, "allow_hidden", False))
+    setup_handlers(serverapp.web_app, root, allow_hidden=allow_hidden)
     # kernels inherit the server's environment: widgets read these to build thumbnail URLs
     os.environ["CURATOR_SERVER_ROOT"] = os.path.abspath(root)
     os.environ["CURATOR_SERVER_BASE_URL"] = serverapp.base_url

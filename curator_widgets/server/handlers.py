@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,26 +20,48 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..errors import CuratorError
-from .safepath import Refused, resolve_workspace
+from .safepath import resolve_workspace
 from .thumbs import snap_size, thumbnail
 from .tiles import TILES, parse_request
 
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="curator-http")
 AUTH_RESOURCE = "contents"  # tiles and thumbnails read files: same permission as /files/
+CHIP_ID = re.compile(r"^[0-9]{1,18}$")  # ASCII digits only ('²'.isdigit() is True), below 2**63
+
+
+class ServerFault(CuratorError):
+    """An unexpected failure while rendering: logged in full, answered 500 with no details."""
+
+    status = 500
 
 
 class CuratorHandler(APIHandler):
-    """Shared error handling: CuratorError -> 400/404 JSON with the problem and the fix."""
+    """Shared error handling: CuratorError -> 4xx JSON with the problem and the fix, never a server path."""
 
     auth_resource = AUTH_RESOURCE
 
     def fail(self, status: int, err: CuratorError | str) -> None:
-        self.set_status(status)
+        self.set_status(getattr(err, "status", status))
         self.set_header("Cache-Control", "no-store")
-        body: dict[str, Any] = {"error": getattr(err, "problem", str(err))}
+        body: dict[str, Any] = {"error": self.scrub(getattr(err, "problem", str(err)))}
         if isinstance(err, CuratorError) and err.fix:
-            body["fix"] = err.fix
+            body["fix"] = self.scrub(err.fix)
         self.finish(json.dumps(body))
+
+    def scrub(self, text: str) -> str:
+        """Last line of defence: the server's root folder never appears in a reply."""
+        root = self.settings.get("curator_root_dir", "")
+        return text.replace(root, "<root>") if len(root) > 1 else text
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` in the thread pool; an unexpected error is logged and answered 500 without details."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
+        except CuratorError:
+            raise
+        except Exception:
+            self.log.exception("curator_widgets: %s failed", self.request.path)
+            raise ServerFault("the server could not render this image", "see the Jupyter server log") from None
 
     def send_cached(self, data: bytes, etag: str, mime: str, max_age: int, private: bool) -> None:
         self.set_header("ETag", etag)
@@ -67,7 +90,7 @@ class TilesHandler(CuratorHandler):
         except CuratorError as e:
             return self.fail(404 if "outside" in e.problem else 400, e)
         try:
-            data = await asyncio.get_running_loop().run_in_executor(_POOL, TILES.get, req)
+            data = await self.run(TILES.get, req)
         except CuratorError as e:
             return self.fail(404, e)
         etag = '"' + hashlib.sha1(f"{req!r}|{len(data)}".encode()).hexdigest()[:20] + '"'
@@ -83,21 +106,19 @@ class ThumbsHandler(CuratorHandler):
     @authorized
     async def get(self, workspace: str, chip: str) -> None:
         chip = chip.removesuffix(".jpg")
+        root, allow_hidden = self.settings["curator_root_dir"], self.settings.get("curator_allow_hidden", False)
         try:
-            ws = resolve_workspace(self.settings["curator_root_dir"], workspace)
-        except Refused as e:
+            ws = resolve_workspace(root, workspace, allow_hidden=allow_hidden)
+        except CuratorError as e:
             return self.fail(400, e)
-        except FileNotFoundError:
-            return self.fail(404, CuratorError(f"no workspace at {workspace!r} under the Jupyter root",
-                                               "check the path; it is relative to the folder Jupyter serves"))
-        if not chip.isdigit():
-            return self.fail(400, CuratorError(f"chip id {chip!r} is not a non-negative integer",
+        if not CHIP_ID.fullmatch(chip):
+            return self.fail(400, CuratorError(f"chip id {chip[:40]!r} is not a non-negative integer",
                                                "request /curator/thumbs/{workspace}/{id} with a manifest id"))
         try:
             size = snap_size(self.get_query_argument("size", "128"))
-            data, etag = await asyncio.get_running_loop().run_in_executor(_POOL, thumbnail, ws, int(chip), size)
+            data, etag = await self.run(thumbnail, ws, int(chip), size, Path(root), allow_hidden)
         except CuratorError as e:
-            return self.fail(404 if "not in this workspace" in e.problem or "missing" in e.problem else 400, e)
+            return self.fail(400, e)
         self.send_cached(data, etag, "image/jpeg", max_age=3600, private=True)
 
 
@@ -111,7 +132,8 @@ def url_patterns(base_url: str) -> list[tuple[str, type, dict]]:
     return [(tiles, TilesHandler, {}), (thumbs, ThumbsHandler, {})]
 
 
-def setup_handlers(web_app: Any, root_dir: str | Path) -> None:
+def setup_handlers(web_app: Any, root_dir: str | Path, allow_hidden: bool = False) -> None:
     """Register the routes on a running Jupyter server's tornado application."""
     web_app.settings["curator_root_dir"] = str(Path(root_dir).resolve())
+    web_app.settings["curator_allow_hidden"] = bool(allow_hidden)
     web_app.add_handlers(".*$", url_patterns(web_app.settings.get("base_url", "/")))

@@ -25,6 +25,7 @@ TILE = 512
 MAX_ZOOM = 8  # GIBS 500m has levels 0..7; beyond the data we upsample, up to here
 _DATE = re.compile(r"^(default|\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?)$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+_INDEX = re.compile(r"^-?[0-9]{1,40}$")  # ASCII digits, short enough that int() is cheap
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,15 @@ def parse_request(source: str, layer: str, date: str, matrix: str, z: str, row: 
                   wrap: bool = False, fmt: str = "jpg") -> TileRequest:
     """Validate the URL parts of a tile request; every bad part raises a CuratorError naming it."""
     for what, value in (("source", source), ("layer", layer), ("tile matrix set", matrix)):
-        if not _NAME.match(value or "") or value in (".", ".."):
+        if not _NAME.fullmatch(value or "") or value in (".", ".."):
             raise CuratorError(f"bad {what} {value!r} in the tile URL", "use letters, digits, '_', '-' or '.'")
-    if not _DATE.match(date or ""):
+    if not _DATE.fullmatch(date or ""):
         raise CuratorError(f"bad date {date!r} in the tile URL", "use YYYY-MM-DD or 'default'")
-    try:
-        zi, ri, ci = int(z), int(row), int(col)
-    except ValueError:
-        raise CuratorError(f"tile indices must be integers, got {z}/{row}/{col}", "request .../{z}/{row}/{col}.jpg") from None
+    parts = (z, row, col)
+    if not all(isinstance(v, str) and _INDEX.fullmatch(v) for v in parts):
+        shown = "/".join(v[:24] if isinstance(v, str) else repr(v) for v in parts)
+        raise CuratorError(f"tile indices must be integers, got {shown}", "request .../{z}/{row}/{col}.jpg")
+    zi, ri, ci = int(z), int(row), int(col)
     if not (0 <= zi <= MAX_ZOOM):
         raise CuratorError(f"zoom {zi} is outside 0..{MAX_ZOOM}", f"request a level from 0 to {MAX_ZOOM}")
     h, w = world_tiles(zi)
@@ -61,6 +63,8 @@ def parse_request(source: str, layer: str, date: str, matrix: str, z: str, row: 
         raise CuratorError(f"tile row {ri} is outside 0..{h - 1} at level {zi}", "request a row inside the grid")
     if not wrap and not (0 <= ci < w):
         raise CuratorError(f"tile column {ci} is outside 0..{w - 1} at level {zi}", "request a column inside the grid, or add ?wrap=1")
+    if wrap and not (-w <= ci < 2 * w):
+        ci %= wrap_period(zi)  # the same pixels, so any integer column is served without overflow
     if fmt not in ("jpg", "png"):
         raise CuratorError(f"tile format {fmt!r} is not served", "use .jpg or .png")
     return TileRequest(source, layer, date, matrix, zi, ri, ci, bool(wrap), fmt)
@@ -69,6 +73,12 @@ def parse_request(source: str, layer: str, date: str, matrix: str, z: str, row: 
 def world_pixels(z: int) -> tuple[int, int]:
     """(height, width) of the globe in pixels at level `z` of GIBS's geographic grid."""
     return 320 * 2 ** z, 640 * 2 ** z
+
+
+def wrap_period(z: int) -> int:
+    """Columns after which wrapped tiles repeat: col * 512 modulo the globe's width cycles with it."""
+    w = world_pixels(z)[1]
+    return w // math.gcd(w, TILE)
 
 
 def world_tiles(z: int) -> tuple[int, int]:
@@ -182,9 +192,16 @@ def _decode(data: bytes) -> np.ndarray:
 
     from ..images import to_rgb
 
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return to_rgb(img)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.size[0] * img.size[1] > 4 * TILE * TILE:
+                raise CuratorError(f"the tile server sent a {img.size[0]} x {img.size[1]} px tile", "check the mirror")
+            img.load()
+            return to_rgb(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, CuratorError):
+            raise
+        raise CuratorError("the tile server sent an image that cannot be decoded", "check the layer and mirror") from None
 
 
 class TileCache:

@@ -20,7 +20,7 @@ from ..errors import CuratorError
 from .base import Chip, Source
 from .geogrid import region_mean, region_pixels, world_shape
 from .tilematrix import tile_matrix_set
-from .tiling import Boundary, cut, grid_windows
+from .tiling import Boundary, cut, grid_windows, snap_region
 
 LAYER = "BlueMarble_NextGeneration"
 TILE_MATRIX_SET = "500m"
@@ -107,7 +107,7 @@ class BlueMarbleSource(Source):
         if size is None:
             raise CuratorError("Blue Marble needs a chip size", "pass size=64 (or 128, 256...)")
         region = WORLD if region is None else BBox.coerce(region)
-        pr = region_pixels(region, self.pixel_size)
+        pr = snap_region(region_pixels(region, self.pixel_size), size, overlap)  # same place, same chip id
         windows = grid_windows(pr.height, pr.width, size, overlap, boundary)
         world = world_raster(self.level)
         mosaic = world[pr.row0:pr.row1][:, pr.columns()]

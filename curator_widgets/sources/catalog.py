@@ -46,7 +46,6 @@ def cache_dir() -> Path:
 
 
 # ------------------------------------------------------------------ time dimension
-_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,21 @@ class Period:
 
     @classmethod
     def parse(cls, text: str) -> "Period":
-        m = _DURATION.match(text.strip())
-        if not m or not any(m.groups()):
-            raise CuratorError(f"time period {text!r} is not an ISO 8601 duration",
-                               "the capabilities document is malformed; periods look like P1D, P1M or PT10M")
-        y, mo, w, d, h, mi, s = (int(g or 0) for g in m.groups())
-        return cls(months=12 * y + mo, seconds=(((w * 7 + d) * 24 + h) * 60 + mi) * 60 + s, text=text.strip())
+        from isoduration import parse_duration
+        from isoduration.parser.exceptions import DurationParsingException
+
+        bad = CuratorError(f"time period {text!r} is not an ISO 8601 duration of whole units",
+                           "the capabilities document is malformed; periods look like P1D, P1M or PT10M")
+        try:  # the maintained parser (jsonschema's): designator order, week rules, signs
+            dur = parse_duration(text.strip())
+        except (DurationParsingException, ValueError, TypeError):
+            raise bad from None
+        d, t = dur.date, dur.time
+        parts = (d.years, d.months, d.weeks, d.days, t.hours, t.minutes, t.seconds)
+        if any(p < 0 or p != int(p) for p in parts) or not any(parts):
+            raise bad  # a WMTS period steps forward by whole units; zero or negative would never advance
+        y, mo, w, dd, h, mi, s = (int(p) for p in parts)
+        return cls(months=12 * y + mo, seconds=(((w * 7 + dd) * 24 + h) * 60 + mi) * 60 + s, text=text.strip())
 
     @property
     def subdaily(self) -> bool:
@@ -199,6 +207,17 @@ class Layer:
     def extension(self) -> str:
         return EXTENSIONS.get(self.format, self.format.rsplit("/", 1)[-1])
 
+    @property
+    def swath_gaps(self) -> bool | None:
+        """True for daily MODIS reflectance (black wedges between orbits near the equator), False for
+        VIIRS reflectance (its wider swath leaves no gaps), None when unknown."""
+        ident = self.identifier.lower()
+        if "correctedreflectance" not in ident and "surfacereflectance" not in ident:
+            return None
+        if ident.startswith(("modis_terra", "modis_aqua")):
+            return True
+        return False if ident.startswith("viirs_") else None
+
     def describe_time(self, limit: int = 3) -> str:
         """The valid dates in words, e.g. '2012-05-08 to 2015-05-15 (every 1 day)'."""
         if not self.has_time:
@@ -270,7 +289,9 @@ class Layer:
     def summary(self) -> str:
         """One line: identifier first, then title, resolution and dates."""
         title = f"  {self.title}" if self.title and self.title != self.identifier else ""
-        return f"{self.identifier}{title}  [{', '.join(self.tile_matrix_sets)}; {self.describe_time(1)}]"
+        gaps = {True: "  (swath gaps near the equator: a VIIRS layer has none)", False: "  (no swath gaps)",
+                None: ""}[self.swath_gaps]
+        return f"{self.identifier}{title}  [{', '.join(self.tile_matrix_sets)}; {self.describe_time(1)}]{gaps}"
 
 
 # ------------------------------------------------------------------ the catalog
@@ -373,6 +394,9 @@ class Catalog:
                    d.get("tile_url"))
 
 
+GAP_FREE_BONUS = 0.25  # below any word-level difference (0.5), so it only breaks near-ties
+
+
 def _tokens(text: str) -> set[str]:
     """Words of an identifier or title: split on punctuation and CamelCase boundaries."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)
@@ -399,6 +423,8 @@ def _score(layer: Layer, words: list[str]) -> float | None:
         total += s
     if words and " ".join(words) in (ident, title):
         total += 10.0
+    if layer.swath_gaps is False and not {"modis", "terra", "aqua"} & set(words):
+        total += GAP_FREE_BONUS  # between equal matches, the product without swath gaps first
     return total
 
 

@@ -176,7 +176,7 @@ class TileDownloader:
 
     async def adownload(self, requests: list[TileRequest], desc: str = "tiles") -> DownloadReport:
         import httpx
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar as tqdm
 
         t0 = time.perf_counter()
         report = DownloadReport(requested=len(requests))

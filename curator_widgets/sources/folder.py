@@ -19,6 +19,7 @@ class FolderSource(Source):
     or moved); with a size, each image is cut into chips written to the workspace."""
 
     name = "folder"
+    default_size = None  # what Workspace.ingest(size="auto") uses: each image whole, at its own size
 
     def __init__(self, root: str | os.PathLike, labels: bool = True, recursive: bool = True,
                  extensions: Sequence[str] = IMAGE_EXTENSIONS):

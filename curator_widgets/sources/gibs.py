@@ -26,7 +26,7 @@ from .download import DownloadReport, TileDownloader, TileRequest, offline_error
 from .geogrid import PixelRegion
 from .quality import FILL_METHODS, QualityOptions, assess, fill_swath_gaps, nodata_mask
 from .tilematrix import TileMatrixSet, paste_tile, pixel_region_tiles, region_to_pixels
-from .tiling import Boundary, Window, cut, grid_windows
+from .tiling import Boundary, Window, cut, grid_windows, snap_region
 
 DEFAULT_LAYER = "MODIS_Terra_CorrectedReflectance_TrueColor"
 BAND_BYTES = 256 * 2 ** 20  # mosaic memory per band; big regions are cut band by band
@@ -118,6 +118,8 @@ class GIBSSource(Source):
                                f"{self.layer.bbox}", "move the box inside the layer's extent")
         dates_list = self.layer.resolve_dates(dates)
         pr = region_to_pixels(self.tms, self.level, region)
+        if pr.height > 0:
+            pr = snap_region(pr, size, overlap)  # chips on the tile matrix's grid: same place, same chip id
         if pr.height <= 0:
             raise CuratorError(f"region {region.as_tuple()} has no pixels in {self.tms.identifier}",
                                "Web Mercator stops at +-85.05 degrees latitude; move the box")

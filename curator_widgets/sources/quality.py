@@ -137,18 +137,28 @@ def fill_swath_gaps(image: np.ndarray, mask: np.ndarray | None = None, method: F
                            "pass a mask with the image's height and width")
     if not m.any():
         return a.copy()
-    if halo > threshold:
-        labels, _ = ndimage.label(m | (_max_min(a)[0] <= halo))
-        touching = np.unique(labels[m])
-        m = np.isin(labels, touching[touching > 0])
-    if grow > 0:
-        m = ndimage.binary_dilation(m, iterations=grow)
+    m = widen_gap(a, m, halo if halo > threshold else 0, grow)
     if m.all():
         return a.copy()
     if method == "nearest":
         idx = ndimage.distance_transform_edt(m, return_distances=False, return_indices=True)
         return a[idx[0], idx[1]]
     return _harmonic_fill(a, m)
+
+
+def widen_gap(image: np.ndarray, mask: np.ndarray, halo: int = 24, grow: int = 1) -> np.ndarray:
+    """The gap plus the dark JPEG halo connected to it (pixels <= `halo`) and `grow` more pixels,
+    so a fill never copies the black fringe inward."""
+    from scipy import ndimage
+
+    m = np.asarray(mask, bool)
+    if not m.any():
+        return m
+    if halo > 0:
+        labels, _ = ndimage.label(m | (_max_min(_rgb(image))[0] <= halo))
+        touching = np.unique(labels[m])
+        m = np.isin(labels, touching[touching > 0])
+    return ndimage.binary_dilation(m, iterations=grow) if grow > 0 else m
 
 
 def _harmonic_fill(a: np.ndarray, m: np.ndarray) -> np.ndarray:

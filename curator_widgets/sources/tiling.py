@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -77,3 +79,29 @@ def cut(raster: np.ndarray, win: Window, size: int, fill: int = 0) -> np.ndarray
     out = np.full((size, size) + raster.shape[2:], fill, dtype=raster.dtype)
     out[:chip.shape[0], :chip.shape[1]] = chip
     return out
+
+
+def snap_span(start: int, length: int, size: int, stride: int, limit: int) -> tuple[int, int]:
+    """Grow pixels [start, start + length) outward so chip windows start on multiples of `stride`
+    counted from the tile matrix's origin; returns (start, length), never past `limit`."""
+    s = (start // stride) * stride
+    steps = max(0, math.ceil((start + length - s - size) / stride))
+    end = min(s + steps * stride + size, max(limit, s + size))
+    return s, end - s
+
+
+def snap_region(pr: Any, size: int, overlap: float = 0.0) -> Any:
+    """The pixel region grown to the global chip grid, so the same place is always the same chip.
+
+    Without it a box drawn inside an existing region cuts chips offset by a few pixels from the
+    ones already downloaded: overlapping images under new ids ("0 already there").
+    """
+    stride = check_tiling(size, overlap, "shift")
+    if pr.row1 - pr.row0 < size or pr.width < size:
+        return pr  # smaller than one chip: grid_windows says so, rather than silently growing the box
+    row0, height = snap_span(pr.row0, pr.row1 - pr.row0, size, stride, pr.world_height)
+    if pr.width >= pr.world_width:
+        return dataclasses.replace(pr, row0=row0, row1=row0 + height)
+    col0, width = snap_span(pr.col0, pr.width, size, stride, pr.col0 + pr.world_width)
+    return dataclasses.replace(pr, row0=row0, row1=row0 + height, col0=col0 % pr.world_width,
+                               width=min(width, pr.world_width))

@@ -129,6 +129,41 @@ def global_image_layer(identifier: str, image: str | Path | np.ndarray, date: st
                        time_value=time_value or f"{date}/{date}/P1D", time_default=date)
 
 
+SYNTHETIC_CLOUDY_LAYER = "BlueMarble_SyntheticClouds"
+
+
+def date_seed(date: str, seed: int = 0) -> int:
+    """The cloud-field seed of one date (YYYY-MM-DD) of the synthetic cloudy layer."""
+    return int(date[:10].replace("-", "")) * 7 + int(seed)
+
+
+def cloudy_bluemarble_layer(dates: Sequence[str], *, cover: float = 0.45, seed: int = 0,
+                            identifier: str = SYNTHETIC_CLOUDY_LAYER) -> ServedLayer:
+    """Blue Marble under procedural clouds (with shadows) that differ every date: ground truth
+    for composites and cloud masks, since the clear layer is the answer. Other dates answer 404."""
+    from ..preprocess.clouds import synthetic_clouds
+    from .bluemarble import MAX_LEVEL, TILE_MATRIX_SET, world_raster
+
+    days = sorted({str(d)[:10] for d in dates})
+    if not days:
+        raise CuratorError("the synthetic cloudy layer needs at least one date", "pass dates=['2020-09-01', ...]")
+    tms = tile_matrix_set(TILE_MATRIX_SET)
+    lock = threading.Lock()
+
+    def render(z: int, row: int, col: int, t: str) -> np.ndarray | None:
+        m = tms.level(z)
+        if t[:10] not in days or z > MAX_LEVEL or row >= m.matrix_height or col >= m.matrix_width:
+            return None
+        with lock:
+            world = world_raster(z)
+        clear = world_tile(world, m.tile_width, row, col)
+        return synthetic_clouds(clear, date_seed(t, seed), cover, origin=(row * m.tile_height, col * m.tile_width)).image
+
+    return ServedLayer(identifier, render, title="Blue Marble under synthetic daily clouds (offline test layer)",
+                       tile_matrix_set=TILE_MATRIX_SET, format="image/jpeg", max_level=MAX_LEVEL, quality=95,
+                       time_value=f"{days[0]}/{days[-1]}/P1D", time_default=days[-1])
+
+
 @dataclass
 class Fault:
     """An injected failure for the next `times` matching requests (-1: every one)."""

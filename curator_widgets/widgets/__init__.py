@@ -1,7 +1,8 @@
 """The interactive widgets (anywidget) over the kernel API.
 
 Imported lazily so `import curator_widgets.widgets` stays cheap; each class lives in its module:
-RegionPicker, EmbeddingView, SampleGallery, SwipeLabeler, and the composed CuratorApp.
+RegionPicker, EmbeddingView, SampleGallery, SwipeLabeler, the composed CuratorApp, and
+stop_until_labelled (a notebook run by a person waits for the labeler).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ _EXPORTS = {
     "SampleGallery": "gallery",
     "SwipeLabeler": "swipe_labeler",
     "CuratorApp": "app",
+    "LabelsPending": "pending",
+    "stop_until_labelled": "pending",
 }
 
 __all__ = list(_EXPORTS)

@@ -82,6 +82,35 @@ def thumb_traits(workspace: Any) -> dict[str, str]:
     return {"workspace_path": str(root), "thumb_url": f"curator/thumbs/{quote(key, safe='/')}" if key else ""}
 
 
+def with_fallback(bundle: Any, summary: str) -> Any:
+    """A widget's display data plus text/plain and text/html for front ends without a widget
+    manager (a terminal, nbconvert, GitHub): what the widget is and where it can be used.
+    `bundle` is anywidget's (data, metadata) or ipywidgets' data dict; the same shape comes back."""
+    if bundle is None:
+        return None
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    text = (f"{summary}\n"
+            f"This is an interactive widget; this front end cannot display it. Open the notebook in "
+            f"{FRONTENDS}. Every action is also a Python call (see docs/widgets.md).")
+    data["text/plain"] = text
+    data["text/html"] = ("<div style='padding:6px;border:1px dashed #888;font:13px sans-serif'>"
+                         + html.escape(text).replace("\n", "<br>") + "</div>")
+    return bundle
+
+
+class TraitValueError(CuratorError, traitlets.TraitError):
+    """A widget trait refused a value: one error type across widgets, with the problem and the fix,
+    that traitlets also understands (a failed assignment keeps the old value)."""
+
+
+class Choice(traitlets.Enum):
+    """A one-of-a-set trait whose bad values raise TraitValueError naming every choice."""
+
+    def error(self, obj: Any, value: Any, error: Exception | None = None, info: str | None = None) -> Any:
+        choices = ", ".join(map(str, self.values or ()))
+        raise TraitValueError(f"{self.name} must be one of {choices}, got {value!r}", f"set {self.name} to one of {choices}")
+
+
 class CuratorWidget(anywidget.AnyWidget):
     """Base class: fallback text for front ends that cannot render widgets; comm image fetching."""
 
@@ -104,18 +133,8 @@ class CuratorWidget(anywidget.AnyWidget):
     def _summary(self) -> str:
         return type(self).__name__
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        data, meta = bundle
-        text = (f"{self._summary()}\n"
-                f"This is an interactive widget; this front end cannot display it. Open the notebook in "
-                f"{FRONTENDS}. Every action is also a Python call (see docs/widgets.md).")
-        data["text/plain"] = text
-        data["text/html"] = ("<div style='padding:6px;border:1px dashed #888;font:13px sans-serif'>"
-                             + html.escape(text).replace("\n", "<br>") + "</div>")
-        return data, meta
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return with_fallback(super()._repr_mimebundle_(**kwargs), self._summary())
 
     # ------------------------------------------------------------------ errors
     def _guard(self, fn: Callable[[], Any]) -> Any:

@@ -12,15 +12,26 @@ import time
 from typing import Any, Callable, Sequence
 
 import ipywidgets as W
+import traitlets
 import numpy as np
 
 from ..errors import CuratorError
-from .embedding_view import EmbeddingView, workspace_colors
+from ._base import with_fallback
+from .embedding_view import EmbeddingView, missing_name, workspace_colors
 from .gallery import SampleGallery
 from .region_picker import RegionPicker
 from .swipe_labeler import SwipeLabeler
 
 STEPS = ("1 Region", "2 Train & embed", "3 Explore", "4 Label")
+#: two columns side by side from ~2 x 380 px, one column in a narrow side panel (no media queries:
+#: the grid wraps by the width the cell really has, in JupyterLab, Notebook 7 and VS Code alike)
+def two_columns() -> W.Layout:
+    return W.Layout(grid_template_columns="repeat(auto-fit, minmax(min(100%, 380px), 1fr))",
+                    grid_gap="8px", width="100%", align_items="flex-start")
+
+
+def wrap() -> W.Layout:
+    return W.Layout(flex_flow="row wrap", align_items="center")
 
 
 class CuratorApp(W.VBox):
@@ -56,7 +67,7 @@ class CuratorApp(W.VBox):
         self.train_button = W.Button(description="Train, embed, project", button_style="primary", icon="cogs",
                                      layout=W.Layout(width="220px"))
         self.train_button.on_click(lambda _: self._action(self.train))
-        train_box = W.VBox([W.HBox([self.run_box, self.epochs, self.train_button]),
+        train_box = W.VBox([W.HBox([self.run_box, self.epochs, self.train_button], layout=wrap()),
                             W.HTML("<small>Self-supervised training on this workspace's chips "
                                    "(GPU when present), then embeddings, similarity index and 2-D projection."
                                    "</small>")])
@@ -76,7 +87,8 @@ class CuratorApp(W.VBox):
             b.on_click(lambda _, f=fn: self._action(f))
             buttons.append(b)
         self.gallery = SampleGallery(self.ws, [], title="selection", height="300px")
-        explore_box = W.VBox([W.HBox([self.color_by, self.k, *buttons]), self.view_box, self.gallery])
+        explore_box = W.VBox([W.HBox([self.color_by, self.k, *buttons], layout=wrap()),
+                              W.GridBox([self.view_box, self.gallery], layout=two_columns())])
 
         # 4 label
         self.labeler = SwipeLabeler(self.ws, label_set=label_set, task=task, autofocus=False)
@@ -84,7 +96,10 @@ class CuratorApp(W.VBox):
                                      icon="refresh", layout=W.Layout(width="260px"))
         self.round_button.on_click(lambda _: self._action(self.next_round))
         self.metrics = W.HTML()
-        label_box = W.VBox([self.labeler, W.HBox([self.round_button]), self.metrics])
+        label_box = W.GridBox([self.labeler, W.VBox([self.round_button, self.metrics, W.HTML(
+            "<small>Label the queue with the keys (click the card first, <kbd>?</kbd> lists them); "
+            "each round fits on every label, scores all chips and queues the next batch here.</small>")])],
+            layout=two_columns())
 
         self.tabs = W.Tab(children=[self.picker, train_box, explore_box, label_box])
         for i, title in enumerate(STEPS):
@@ -93,6 +108,15 @@ class CuratorApp(W.VBox):
                           self.tabs, self.bar, self.status], **kwargs)
         if self.ws.projection_path(run).exists():
             self._action(self.explore)
+
+    # ------------------------------------------------------------------ display fallback
+    def _summary(self) -> str:
+        view = f"{self.view.n} points in the view" if self.view is not None else "no projection yet"
+        return (f"CuratorApp(workspace {str(self.ws.root)!r}, {len(self.ws)} chips, run {self.run_name!r}, "
+                f"{view}, task {self.task!r})")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return with_fallback(super()._repr_mimebundle_(**kwargs), self._summary())
 
     # ------------------------------------------------------------------ progress and errors
     def _say(self, text: str, kind: str = "info") -> None:
@@ -150,6 +174,7 @@ class CuratorApp(W.VBox):
         self._say(f"projecting to 2-D ({self.projection})...")
         project(self.ws, self.run_name, method=self.projection, progress=False)
         self.explore()
+        self._progress(0, 0)
         self._say(f"trained, embedded and projected {len(self.ws)} chips in {time.perf_counter() - t0:.0f} s", "ok")
 
     def explore(self) -> EmbeddingView:
@@ -157,13 +182,17 @@ class CuratorApp(W.VBox):
         from ..projection import project
 
         xy = project(self.ws, self.run_name, method=self.projection, progress=False)
-        values = self._color_values(self.color_by.value)
         if self.view is None:
-            self.view = EmbeddingView(xy, color=values, workspace=self.ws, height="440px")
+            self.view = EmbeddingView(xy, workspace=self.ws, height="440px")
+            self.view.label_store = self.labeler.store  # the hover card shows this task's labels
             self.view.on_select(self._show_selection)
+            self.view.on_similar(self._show_similar)  # the view's Similar button and S key
+            traitlets.link((self.k, "value"), (self.view, "similar_k"))
             self.view_box.children = [self.view]
         else:
-            self.view.set_points(xy, color=values)
+            self.view.set_points(xy)
+        self.view.search_run = self.run_name
+        self._recolor()
         self.color_by.options = self._color_options()
         self.tabs.selected_index = 2
         return self.view
@@ -184,12 +213,18 @@ class CuratorApp(W.VBox):
         if not self.ws.index_path(self.run_name).exists():
             self._say("building the similarity index...")
             build_index(self.ws, self.run_name, progress=False)
+        if self.view is not None and self.view.selection.size:
+            return self.view.similar_to_selection(k=int(k or self.k.value))  # highlights; _show_similar fills the gallery
         res = search(self.ws, self.run_name, ids=ids.tolist(), k=int(k or self.k.value))
-        self.gallery.show_search(res, title=f"{len(res)} chips similar to {ids.size} selected")
-        if self.view is not None:
-            self.view.highlight_points(res.ids)
-        self._say(f"{len(res)} similar chips; best score {float(res.scores[0]):.3f}" if len(res) else "no results", "ok")
+        self._show_similar(res, ids.size)
         return res
+
+    def _show_similar(self, res: Any, selected: int | None = None) -> None:
+        n = selected if selected is not None else self.selected().size
+        self.gallery.show_search(res, title=f"{len(res)} chips similar to {n} selected")
+        if self.view is not None:
+            self.view.highlight_points(self.view.points_of(res.ids))
+        self._say(f"{len(res)} similar chips; best score {float(res.scores[0]):.3f}" if len(res) else "no results", "ok")
 
     def label_selection(self) -> int:
         """Queue the selection at the front of the labeler and switch to it."""
@@ -254,8 +289,10 @@ class CuratorApp(W.VBox):
 
     def _recolor(self) -> None:
         if self.view is not None:
-            kind = "value" if self.color_by.value in ("land_fraction", "cloud_fraction", "active score") else "category"
-            self.view.color_by(self._color_values(self.color_by.value), kind=kind)
+            name = self.color_by.value
+            kind = "value" if name in ("land_fraction", "cloud_fraction", "active score") else "category"
+            self.view.color_by(self._color_values(name), kind=kind, title=name.replace("_", " "),
+                               missing=missing_name(name))
 
     def _show_selection(self, idx: np.ndarray) -> None:
         ids = self.view.selected_ids if self.view is not None else idx

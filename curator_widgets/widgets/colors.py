@@ -56,7 +56,7 @@ def continuous_palette(name: str = "viridis", n: int = 256) -> list[str]:
     return [_hex(cmap(i / (n - 1))) for i in range(n)]
 
 
-def categorical(values: Sequence[Any], palette: Sequence[str] | None = None) -> Coloring:
+def categorical(values: Sequence[Any], palette: Sequence[str] | None = None, missing_name: str = MISSING) -> Coloring:
     """One color per distinct value (natural order; missing values grey, listed last).
 
     pandas.factorize keeps this O(n) in C: a million labels take milliseconds.
@@ -81,12 +81,12 @@ def categorical(values: Sequence[Any], palette: Sequence[str] | None = None) -> 
     if len(pal) < len(present):
         raise CuratorError(f"palette has {len(pal)} colors for {len(present)} categories", "pass at least one color per category")
     pal = pal[:len(present)] + ([MISSING_COLOR] if has_missing else [])
-    legend = [(name, pal[i]) for i, name in enumerate(present)] + ([(MISSING, MISSING_COLOR)] if has_missing else [])
+    legend = [(name, pal[i]) for i, name in enumerate(present)] + ([(missing_name, MISSING_COLOR)] if has_missing else [])
     return Coloring(codes.astype(np.uint8), pal, legend, "category")
 
 
 def continuous(values: Sequence[float], cmap: str = "viridis", vmin: float | None = None,
-               vmax: float | None = None) -> Coloring:
+               vmax: float | None = None, missing: str = MISSING) -> Coloring:
     """Values binned into 255 colors of `cmap` (NaN -> grey code 255)."""
     v = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(v)
@@ -101,7 +101,7 @@ def continuous(values: Sequence[float], cmap: str = "viridis", vmin: float | Non
     stops = [0, 63, 127, 191, 254]
     legend = [(f"{lo + span * s / 254:.3g}", pal[s]) for s in stops]
     if not finite.all():
-        legend.append((MISSING, MISSING_COLOR))
+        legend.append((missing, MISSING_COLOR))
     return Coloring(codes, pal, legend, "value")
 
 
@@ -116,8 +116,8 @@ def coloring(values: Sequence[Any], kind: str = "auto", **kwargs: Any) -> Colori
         else:
             kind = "category"
     if kind == "value":
-        return continuous(values, **{k: v for k, v in kwargs.items() if k in ("cmap", "vmin", "vmax")})
-    return categorical(values, palette=kwargs.get("palette"))
+        return continuous(values, **{k: v for k, v in kwargs.items() if k in ("cmap", "vmin", "vmax", "missing")})
+    return categorical(values, palette=kwargs.get("palette"), missing_name=kwargs.get("missing", MISSING))
 
 
 def _natural(s: str) -> tuple:

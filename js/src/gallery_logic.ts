@@ -67,3 +67,12 @@ export function formatScore(s: number): string {
   if (!Number.isFinite(s)) return "";
   return Math.abs(s) >= 100 ? s.toFixed(0) : Math.abs(s) >= 1 ? s.toFixed(2) : s.toFixed(3);
 }
+
+/** Where an arrow key moves the keyboard cursor in a grid of `columns` (null: not a move key). */
+export function moveCursor(key: string, pos: number, columns: number, count: number): number | null {
+  if (count <= 0) return null;
+  const step: Record<string, number> = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -columns, ArrowDown: columns, Home: -Infinity, End: Infinity };
+  if (!(key in step)) return null;
+  const next = pos < 0 ? 0 : pos + step[key];
+  return Math.max(0, Math.min(count - 1, Number.isFinite(next) ? next : next < 0 ? 0 : count - 1));
+}

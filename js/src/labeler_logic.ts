@@ -37,6 +37,16 @@ export function keyAction(ev: KeyLike, classes: string[], unsure: boolean): Acti
   return null;
 }
 
+/** The rows of the `?` help: every key the labeler answers to, for this task's classes. */
+export function labelerKeys(classes: string[], unsure: boolean): Array<[string, string]> {
+  const rows: Array<[string, string]> = [];
+  if (classes.length === 2) rows.push(["←", classes[0]], ["→", classes[1]]);
+  classes.forEach((c, i) => i < 9 && rows.push([String(i + 1), c]));
+  if (unsure) rows.push([classes.length === 2 ? "↓" : String(classes.length + 1), UNSURE]);
+  rows.push(["Backspace / Ctrl+Z", "undo your last label"], ["?", "show / hide this help"], ["Tab", "move focus out of the labeler"]);
+  return rows;
+}
+
 /** A finished drag of the card: far enough left/right/down gives a label. */
 export function swipeAction(dx: number, dy: number, width: number, classes: string[], unsure: boolean): Action {
   const threshold = Math.max(60, Math.min(160, width * 0.25));
@@ -114,4 +124,21 @@ export class LabelQueue {
   get inFlight(): number {
     return this.ops.length;
   }
+}
+
+/** The team's state as the kernel sends it (SwipeLabeler.team); empty when one person labels. */
+export interface TeamState {
+  annotators?: Record<string, { labels: number; holding: number }>;
+  labelled?: number;
+  pending?: number;
+  per_chip?: number;
+}
+
+/** One line on who labels and how far the team is: "you (ann) 3 · ben 2 (labelling) · 5 labelled, 7 to go". */
+export function teamLine(team: TeamState, me: string): string {
+  const people = Object.entries(team.annotators || {});
+  if (!people.length && team.labelled === undefined) return "";
+  const names = people.map(([name, s]) => `${name === me ? `you (${name})` : name} ${s.labels}${s.holding > 0 && name !== me ? " (labelling)" : ""}`);
+  const k = (team.per_chip ?? 1) > 1 ? ` · ${team.per_chip} people per chip` : "";
+  return `Team: ${names.join(" · ") || "nobody yet"} · ${team.labelled ?? 0} labelled, ${team.pending ?? 0} to go${k}`;
 }

@@ -9,6 +9,16 @@ export type BBox = [number, number, number, number]; // west, south, east, north
 
 const round = (v: number) => Math.round(v * 1e6) / 1e6;
 
+/** A coordinate as people read it: 2 decimals (about 1 km), trailing zeros kept for alignment. */
+export function formatDeg(v: number): string {
+  return `${v.toFixed(2)}°`;
+}
+
+/** The box in one line: W S E N with 2 decimals, and a note when it crosses the antimeridian. */
+export function formatBBox(b: BBox): string {
+  return `W ${formatDeg(b[0])} · S ${formatDeg(b[1])} · E ${formatDeg(b[2])} · N ${formatDeg(b[3])}${b[0] > b[2] ? " (crosses 180°)" : ""}`;
+}
+
 /** Longitude folded into [-180, 180). */
 export function wrapLon(lon: number): number {
   return ((((lon + 180) % 360) + 360) % 360) - 180;

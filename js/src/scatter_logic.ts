@@ -78,3 +78,17 @@ export function spatialIndex(x: Float32Array, y: Float32Array, nodeSize = 16): K
   index.finish();
   return index;
 }
+
+/** [xmin, xmax, ymin, ymax] of the points (what the first view fits). */
+export function extent(x: Float32Array, y: Float32Array): [number, number, number, number] {
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (let i = 0; i < x.length; i++) {
+    const a = x[i];
+    const b = y[i];
+    if (a < x0) x0 = a;
+    if (a > x1) x1 = a;
+    if (b < y0) y0 = b;
+    if (b > y1) y1 = b;
+  }
+  return [x0, x1, y0, y1];
+}

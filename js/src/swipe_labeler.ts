@@ -6,13 +6,14 @@ import "./shared/base.css";
 import "./swipe_labeler.css";
 import { errorBar, formatCount, h } from "./shared/dom";
 import { ImageSource } from "./shared/images";
-import { makeInvoke, onChange, onMessage, type Model } from "./shared/model";
-import { keyAction, LabelQueue, swipeAction, UNSURE, type Action } from "./labeler_logic";
+import { helpKey, keyHelp } from "./shared/keyhelp";
+import type { SwipeLabelerModel } from "./models";
+import { makeInvoke, onChange, onMessage } from "./shared/model";
+import { keyAction, LabelQueue, labelerKeys, swipeAction, teamLine, UNSURE, type Action, type TeamState } from "./labeler_logic";
 
 const KEY_HELP_BINARY = "← negative · → positive · ↓ unsure · Backspace / Ctrl+Z undo";
 
-export function render({ model, el, experimental }: RenderProps): () => void {
-  const m = model as Model;
+function render({ model: m, el, experimental }: RenderProps<SwipeLabelerModel>): () => void {
   const invoke = makeInvoke(m, experimental);
   const images = new ImageSource(m, invoke, { keep: 64 });
   const queue = new LabelQueue();
@@ -28,6 +29,8 @@ export function render({ model, el, experimental }: RenderProps): () => void {
     "aria-label": "Swipe labeler: use the arrow keys",
   });
   const title = h("div", { class: "curator-labeler-title" });
+  const question = h("div", { class: "curator-labeler-question" });
+  const reference = h("div", { class: "curator-labeler-reference", "aria-label": "reference chips" });
   const card = h("div", { class: "curator-labeler-card" });
   const frame = h("div", { class: "curator-labeler-frame" });
   const hint = h("div", { class: "curator-labeler-hint" });
@@ -37,8 +40,13 @@ export function render({ model, el, experimental }: RenderProps): () => void {
   const progress = h("progress", { class: "curator-progress", max: 1, value: 0 }) as HTMLProgressElement;
   const status = h("div", { class: "curator-status curator-labeler-status" });
   const help = h("div", { class: "curator-status curator-labeler-help" });
+  const notice = h("div", { class: "curator-status curator-labeler-notice", role: "status" });
+  const teamEl = h("div", { class: "curator-status curator-labeler-team", "aria-label": "team progress" });
+  const focusHint = h("div", { class: "curator-labeler-focus-hint" }, "click the card (or Tab to it) to label with the keys");
+  const keys = keyHelp("Keyboard (click the card first)", []);
   const err = errorBar(() => m.get("error"));
-  root.append(title, card, caption, buttons, h("div", { class: "curator-toolbar" }, progress, status), help, err.el);
+  const pair = h("div", { class: "curator-labeler-pair" }, reference, card);
+  root.append(title, question, pair, caption, buttons, h("div", { class: "curator-toolbar" }, progress, status), teamEl, help, notice, focusHint, keys.el, err.el);
   el.appendChild(root);
 
   let shown: number | null = null;
@@ -123,6 +131,11 @@ export function render({ model, el, experimental }: RenderProps): () => void {
   const onKey = (ev: KeyboardEvent) => {
     const target = ev.target as HTMLElement | null;
     if (target && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName)) return;
+    if (helpKey(ev, keys)) {
+      ev.preventDefault();
+      ev.stopPropagation();
+      return;
+    }
     const action = keyAction(ev, classes(), unsure());
     if (!action) return;
     ev.preventDefault();
@@ -178,7 +191,28 @@ export function render({ model, el, experimental }: RenderProps): () => void {
     }
     items.push(h("button", { class: "curator-label-button", "data-action": "undo", title: "undo (Backspace, Ctrl+Z)", onclick: () => act({ kind: "undo" }) }, "↶ undo"));
     buttons.replaceChildren(...items);
-    help.textContent = binary ? KEY_HELP_BINARY : `1-${cls.length} class · ${unsure() ? `${cls.length + 1} unsure · ` : ""}Backspace / Ctrl+Z undo`;
+    help.textContent = (binary ? KEY_HELP_BINARY : `1-${cls.length} class · ${unsure() ? `${cls.length + 1} unsure · ` : ""}Backspace / Ctrl+Z undo`) + " · ? help";
+    keys.setRows(labelerKeys(cls, unsure()));
+  }
+
+  async function renderReference(): Promise<void> {
+    const ids: number[] = Array.from(m.get("reference_ids") || [], Number);
+    root.dataset.references = String(ids.length);
+    if (!ids.length) return void reference.replaceChildren();
+    const cells = ids.map((id) => h("figure", { class: "curator-labeler-ref", "data-chip-id": id }, h("figcaption", {}, `reference · chip ${id}`)));
+    reference.replaceChildren(h("div", { class: "curator-labeler-ref-title" }, "compare with"), ...cells);
+    await Promise.all(
+      ids.map(async (id, i) => {
+        try {
+          const img = (await images.image(id, 256)).cloneNode() as HTMLImageElement;
+          img.className = "curator-labeler-ref-image";
+          img.draggable = false;
+          cells[i].prepend(img);
+        } catch {
+          /* the caption still names the chip */
+        }
+      }),
+    );
   }
 
   function renderCounts(): void {
@@ -193,6 +227,13 @@ export function render({ model, el, experimental }: RenderProps): () => void {
     root.dataset.done = String(done);
   }
 
+  function renderTeam(): void {
+    const team: TeamState = m.get("team") || {};
+    teamEl.textContent = teamLine(team, String(m.get("annotator") || ""));
+    teamEl.hidden = !teamEl.textContent;
+    root.dataset.annotator = String(m.get("annotator") || "");
+  }
+
   function onUpcoming(): void {
     const acks: Record<string, number> = m.get("acks") || {};
     queue.setUpcoming(Array.from(m.get("upcoming") || [], Number), Number(acks[viewId] ?? 0));
@@ -204,7 +245,11 @@ export function render({ model, el, experimental }: RenderProps): () => void {
     onChange(m, ["upcoming", "acks"], onUpcoming),
     onChange(m, ["counts", "remaining", "done"], renderCounts),
     onChange(m, ["classes", "unsure"], renderButtons),
+    onChange(m, ["team", "annotator"], renderTeam),
     onChange(m, ["title"], () => (title.textContent = m.get("title") || "")),
+    onChange(m, ["question"], () => (question.textContent = m.get("question") || "")),
+    onChange(m, ["notice"], () => (notice.textContent = m.get("notice") || "")),
+    onChange(m, ["reference_ids"], () => void renderReference()),
     onChange(m, ["error"], err.update),
     onMessage(m, "rejected", (msg) => {
       queue.reject(Number(msg.chip_id));
@@ -212,8 +257,12 @@ export function render({ model, el, experimental }: RenderProps): () => void {
     }),
   ];
   title.textContent = m.get("title") || "";
+  question.textContent = m.get("question") || "";
+  notice.textContent = m.get("notice") || "";
+  void renderReference();
   renderButtons();
   renderCounts();
+  renderTeam();
   onUpcoming();
   if (m.get("autofocus")) setTimeout(() => root.focus({ preventScroll: true }), 0);
 

@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { encodeArray, decodeArray } from "../src/shared/arrays";
-import { GridSelection, gridLayout, visibleRange, formatScore } from "../src/gallery_logic";
-import { render } from "../src/gallery";
+import { GridSelection, gridLayout, visibleRange, formatScore, moveCursor } from "../src/gallery_logic";
+import widget from "../src/gallery";
+const { render } = widget;
 import { MockModel, renderProps, stubImages } from "./mock_model";
 
 describe("virtualized layout", () => {
@@ -76,8 +77,35 @@ describe("SampleGallery view", () => {
     // Python selects: the grid follows
     model.update("selection", encodeArray(new Uint32Array([100])));
     expect(props.el.querySelector('[data-chip-id="100"]')!.classList.contains("curator-selected")).toBe(true);
+    // the keyboard: arrows move a cursor, Space selects, Shift+arrow extends, Esc clears, ? shows help
+    const viewport = props.el.querySelector(".curator-gallery-viewport") as HTMLElement;
+    const key = (k: string, shiftKey = false) => viewport.dispatchEvent(new KeyboardEvent("keydown", { key: k, shiftKey, bubbles: true, cancelable: true }));
+    key("ArrowRight");
+    key("ArrowRight");
+    key(" ");
+    expect(Array.from(decodeArray(model.get("selection"))!)).toEqual([101]);
+    key("ArrowRight", true);
+    expect(Array.from(decodeArray(model.get("selection"))!)).toEqual([101, 102]);
+    key("Escape");
+    expect(decodeArray(model.get("selection"))!.length).toBe(0);
+    key("?");
+    expect((props.el.querySelector(".curator-keyhelp") as HTMLElement).hidden).toBe(false);
     // new ids replace the cells
     model.update("ids", encodeArray(new Uint32Array([5, 6])));
     expect(props.el.querySelectorAll(".curator-gallery-cell").length).toBe(2);
+  });
+});
+
+describe("gallery keyboard", () => {
+  it("moves a cursor with the arrows, clamped to the grid", () => {
+    expect(moveCursor("ArrowRight", -1, 4, 10)).toBe(0); // the first key lands on the first chip
+    expect(moveCursor("ArrowRight", 0, 4, 10)).toBe(1);
+    expect(moveCursor("ArrowDown", 1, 4, 10)).toBe(5);
+    expect(moveCursor("ArrowDown", 8, 4, 10)).toBe(9);
+    expect(moveCursor("ArrowUp", 1, 4, 10)).toBe(0);
+    expect(moveCursor("End", 3, 4, 10)).toBe(9);
+    expect(moveCursor("Home", 7, 4, 10)).toBe(0);
+    expect(moveCursor("a", 3, 4, 10)).toBeNull();
+    expect(moveCursor("ArrowRight", 0, 4, 0)).toBeNull();
   });
 });

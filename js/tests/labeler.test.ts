@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { keyAction, LabelQueue, swipeAction } from "../src/labeler_logic";
-import { render } from "../src/swipe_labeler";
+import { keyAction, LabelQueue, labelerKeys, swipeAction, teamLine } from "../src/labeler_logic";
+import widget from "../src/swipe_labeler";
+const { render } = widget;
 import { MockModel, renderProps, stubImages, tick } from "./mock_model";
 
 const BIN = ["negative", "positive"];
@@ -171,5 +172,41 @@ describe("SwipeLabeler view", () => {
     await vi.waitFor(() => expect(el.textContent).toContain("Queue empty"));
     model.update("error", "label 'x' is not in the label set");
     expect((el.querySelector(".curator-error") as HTMLElement).style.display).toBe("");
+  });
+  it("never takes focus by itself (bug 4); shows the question, the reference chips and ? help (bug 6)", async () => {
+    const outside = document.createElement("button");
+    document.body.appendChild(outside);
+    outside.focus();
+    const { model, el, cleanup } = make({ autofocus: false, question: "Is this chip like the reference?", reference_ids: [3, 4] });
+    const root = el.querySelector(".curator-labeler") as HTMLElement;
+    await vi.waitFor(() => expect(root.dataset.shown).toBe("10"));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(document.activeElement).toBe(outside); // Run All never hands the arrow keys to the labeler
+    expect(el.querySelector(".curator-labeler-question")!.textContent).toBe("Is this chip like the reference?");
+    await vi.waitFor(() => expect(el.querySelectorAll(".curator-labeler-ref img").length).toBe(2));
+    expect(el.querySelector(".curator-labeler-ref figcaption")!.textContent).toBe("reference · chip 3");
+    const help = el.querySelector(".curator-keyhelp") as HTMLElement;
+    expect(help.hidden).toBe(true);
+    root.dispatchEvent(new KeyboardEvent("keydown", { key: "?", bubbles: true }));
+    expect(help.hidden).toBe(false);
+    expect(help.textContent).toContain("undo your last label");
+    model.update("notice", "nothing more of yours to undo");
+    expect(el.querySelector(".curator-labeler-notice")!.textContent).toBe("nothing more of yours to undo");
+    cleanup();
+  });
+
+  it("lists every key of a multi-class task", () => {
+    expect(labelerKeys(["forest", "river", "beach"], true).slice(0, 4)).toEqual([["1", "forest"], ["2", "river"], ["3", "beach"], ["4", "unsure"]]);
+    expect(labelerKeys(BIN, false).slice(0, 2)).toEqual([["←", "negative"], ["→", "positive"]]);
+  });
+});
+
+describe("team line", () => {
+  it("names you, who else is labelling, and the team's progress", () => {
+    const team = { annotators: { ann: { labels: 3, holding: 2 }, ben: { labels: 2, holding: 1 }, cat: { labels: 1, holding: 0 } }, labelled: 5, pending: 7, per_chip: 1 };
+    expect(teamLine(team, "ann")).toBe("Team: you (ann) 3 · ben 2 (labelling) · cat 1 · 5 labelled, 7 to go");
+    expect(teamLine({ ...team, per_chip: 2 }, "cat")).toContain("· 2 people per chip");
+    expect(teamLine({}, "ann")).toBe("");
+    expect(teamLine({ annotators: {}, labelled: 0, pending: 4 }, "ann")).toBe("Team: nobody yet · 0 labelled, 4 to go");
   });
 });

@@ -82,3 +82,26 @@ export function stubCanvas2d(): void {
     return kind === "2d" ? ctx : null;
   };
 }
+
+/** A RegionPicker model as Python sends it: a box across the antimeridian, one grid chip. */
+export function regionModel(extra: Record<string, unknown> = {}): MockModel {
+  return new MockModel({
+    bbox: [170, -20, -170, 0],
+    layer: "BlueMarble_NextGeneration",
+    date: "",
+    source: "bluemarble",
+    tile_matrix_set: "500m",
+    time_range: null,
+    max_zoom: 8,
+    attribution: "Blue Marble",
+    chip_size: 64,
+    level: 3,
+    max_level: 3,
+    grid: [[170, -20, 175, -15]],
+    grid_count: 1,
+    progress: { state: "idle" },
+    can_download: true,
+    height: "300px",
+    ...extra,
+  });
+}

@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { crossesAntimeridian, lonSpan, scaleAt, tileUrl, toBBox, validBBox, wrapLon, zoomFor } from "../src/region_logic";
-import { render } from "../src/region_picker";
-import { MockModel, renderProps, stubCanvas2d } from "./mock_model";
+import widget from "../src/region_picker";
+const { render } = widget;
+import { regionModel, renderProps, stubCanvas2d } from "./mock_model";
 
 describe("boxes on an unwrapped map", () => {
   it("wraps longitudes and normalizes corner order", () => {
@@ -39,27 +40,7 @@ describe("boxes on an unwrapped map", () => {
 
 describe("RegionPicker view", () => {
   beforeAll(stubCanvas2d);
-  function model(extra: Record<string, any> = {}) {
-    return new MockModel({
-      bbox: [170, -20, -170, 0],
-      layer: "BlueMarble_NextGeneration",
-      date: "",
-      source: "bluemarble",
-      tile_matrix_set: "500m",
-      time_range: null,
-      max_zoom: 8,
-      attribution: "Blue Marble",
-      chip_size: 64,
-      level: 3,
-      max_level: 3,
-      grid: [[170, -20, 175, -15]],
-      grid_count: 1,
-      progress: { state: "idle" },
-      can_download: true,
-      height: "300px",
-      ...extra,
-    });
-  }
+  const model = regionModel;
 
   it("builds a Leaflet map, shows the box, and sends downloads and edits", () => {
     const cfg = document.createElement("script");
@@ -76,6 +57,12 @@ describe("RegionPicker view", () => {
     expect(root.dataset.bbox).toBe("170,-20,-170,0");
     expect(root.textContent).toContain("crosses 180°");
     expect(root.dataset.gridCount).toBe("1");
+    expect(root.textContent).toContain("W 170.00° · S -20.00°"); // 2 decimals, not 6
+    root.dispatchEvent(new KeyboardEvent("keydown", { key: "?", bubbles: true }));
+    expect((root.querySelector(".curator-keyhelp") as HTMLElement).hidden).toBe(false);
+    root.dispatchEvent(new KeyboardEvent("keydown", { key: "b", bubbles: true }));
+    expect(root.querySelector('button[aria-pressed="true"]')!.textContent).toBe("Draw box");
+    root.dispatchEvent(new KeyboardEvent("keydown", { key: "b", bubbles: true }));
     const download = props.el.querySelector(".curator-download") as HTMLButtonElement;
     expect(download.disabled).toBe(false);
     download.click();

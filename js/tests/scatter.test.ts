@@ -6,11 +6,13 @@ import {
   buildPoints,
   colorCodes,
   deinterleave,
+  extent,
   highlightFlags,
   selectionArray,
   spatialIndex,
 } from "../src/scatter_logic";
-import { render, webglAvailable } from "../src/embedding_view";
+import widget, { webglAvailable } from "../src/embedding_view";
+const { render } = widget;
 import { MockModel, renderProps } from "./mock_model";
 
 describe("scatter data", () => {
@@ -51,6 +53,15 @@ describe("scatter data", () => {
     expect(want.length).toBeGreaterThan(50);
     const near = index.within(x[42], y[42], 1e-6);
     expect(near).toContain(42);
+  });
+
+  it("measures the cloud the first view fits", () => {
+    expect(extent(new Float32Array([0.5, -0.2, 0.1]), new Float32Array([0.3, 0.9, -0.7]))).toEqual([
+      Math.fround(-0.2),
+      Math.fround(0.5),
+      Math.fround(-0.7),
+      Math.fround(0.9),
+    ]);
   });
 
   it("shrinks points as the cloud grows", () => {

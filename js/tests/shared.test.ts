@@ -77,3 +77,13 @@ describe("images", () => {
     expect(src.failed).toBe(1);
   });
 });
+
+describe("bundles (issue 16 bug 11)", () => {
+  it("export only a default { render }: a named render export makes anywidget warn on every load", async () => {
+    for (const name of ["embedding_view", "gallery", "region_picker", "swipe_labeler"]) {
+      const mod: Record<string, unknown> = await import(`../src/${name}.ts`);
+      expect(typeof (mod.default as { render?: unknown }).render, name).toBe("function");
+      expect(mod.render, name).toBeUndefined();
+    }
+  });
+});

@@ -1,7 +1,7 @@
 """Fixtures for the end-to-end tests: one JupyterLab, one Chromium, one notebook run for the module.
 
-Screenshots of failing tests go to artifacts/browser/; a few screenshots of the widgets are
-always written to docs/images/ for the documentation.
+Screenshots of failing tests go to artifacts/browser/; the widget screenshots for the docs go to
+artifacts/screenshots/ (ignored by git) and reach docs/images/ only when asked: `make docs-images`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .harness import (RECORDER, cell_error, chromium_available, launch_browser, 
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "browser"
-DOCS_IMAGES = REPO / "docs" / "images"
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
 
 N_POINTS = 100_000
 
@@ -35,14 +35,10 @@ picker = RegionPicker(ws, chip_size=64, level=1, height="360px")
 picker.observe(lambda ch: record("bbox", ch["new"]), names="bbox")
 picker
 """,
-    f"""
-rng = np.random.default_rng(0)
-centers = rng.normal(size=(8, 2)) * 6
-cluster = rng.integers(0, 8, {N_POINTS})
-xy = centers[cluster] + rng.normal(size=({N_POINTS}, 2))
-view = EmbeddingView(xy, color=cluster, ids=np.arange({N_POINTS}) % len(ws), workspace=ws, height="400px")
-view.on_select(lambda idx: record("selection", {{"count": int(idx.size), "first": idx[:5]}}))
-view
+    """
+# a picker that opens on a given box: the first view must fit it (issue 16 bug 1)
+boxed = RegionPicker(ws, bbox=(-20, 0, 20, 30), chip_size=64, level=1, height="300px")
+boxed
 """,
     """
 gallery = SampleGallery(ws, np.arange(len(ws)), scores=np.linspace(1, 0, len(ws)), title="all chips", height="300px")
@@ -52,6 +48,29 @@ gallery
     """
 labeler = SwipeLabeler(ws, ids=range(10), title="Is there land?")
 labeler
+""",
+    """
+# a second labeler on an empty task: it must show work queued later by someone else (issue 16 bug 3)
+follower = SwipeLabeler(ws, task="follow", question="Is there land in this chip?", reference=[1])
+follower
+""",
+    """
+# a transient progress bar, as the library draws them (issue 16 bug 8: it must survive a reload)
+from curator_widgets.progress import progress_bar
+print("progress-cell")
+for _ in progress_bar(range(30), desc="decode chips", leave=False, mininterval=0):
+    pass
+""",
+    # the heaviest widget last: while it draws (seconds on a software GPU) the page's main thread is
+    # busy, and anywidget gives a model 2 s to load its module before it stops applying updates
+    f"""
+rng = np.random.default_rng(0)
+centers = rng.normal(size=(8, 2)) * 6
+cluster = rng.integers(0, 8, {N_POINTS})
+xy = centers[cluster] + rng.normal(size=({N_POINTS}, 2))
+view = EmbeddingView(xy, color=cluster, ids=np.arange({N_POINTS}) % len(ws), workspace=ws, height="400px")
+view.on_select(lambda idx: record("selection", {{"count": int(idx.size), "first": idx[:5]}}))
+view
 """,
     """
 record("ready", {"thumb_url": labeler.thumb_url, "server_root": os.environ.get("CURATOR_SERVER_ROOT")})
@@ -137,8 +156,9 @@ def page(notebook_page, request):
 
 
 def doc_screenshot(locator, name: str) -> None:
-    """Save a widget screenshot for the docs (always, so docs/images stays current)."""
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    tmp = DOCS_IMAGES / f".{name}.tmp.png"
+    """Save a widget screenshot for the docs into the ignored artefacts folder (a test run never
+    rewrites tracked files; `make docs-images` copies them into docs/images)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tmp = SCREENSHOTS / f".{name}.tmp.png"
     locator.screenshot(path=str(tmp))
-    shutil.move(tmp, DOCS_IMAGES / f"{name}.png")
+    shutil.move(tmp, SCREENSHOTS / f"{name}.png")

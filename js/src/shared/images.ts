@@ -1,5 +1,6 @@
 // Chip images on demand: from the Jupyter server extension (plain <img> URLs, HTTP-cached) or,
 // where there is no such server (VS Code, Colab, remote kernels), from the kernel over the comm.
+import type { Thumbs } from "../models";
 import type { Invoke, Model } from "./model";
 
 /** Base URL of the Jupyter server hosting this page, or null outside Jupyter's own front ends. */
@@ -17,7 +18,7 @@ export function jupyterBaseUrl(doc: Document = document): string | null {
 
 export interface ImageSourceOptions {
   /** name of the trait holding the server path prefix, e.g. "curator/thumbs/<ws>" ('' = use the comm) */
-  urlTrait?: string;
+  urlTrait?: keyof Thumbs;
   /** how many decoded images to keep (LRU) */
   keep?: number;
   /** injected for tests */
@@ -27,14 +28,14 @@ export interface ImageSourceOptions {
 export class ImageSource {
   private server: boolean;
   private readonly base: string | null;
-  private readonly urlTrait: string;
+  private readonly urlTrait: keyof Thumbs;
   private readonly keep: number;
   private blobs = new Map<string, string>();
   private decoded = new Map<string, Promise<HTMLImageElement>>();
   loaded = 0;
   failed = 0;
 
-  constructor(private model: Model, private invoke: Invoke, opts: ImageSourceOptions = {}) {
+  constructor(private model: Model<Thumbs>, private invoke: Invoke, opts: ImageSourceOptions = {}) {
     this.urlTrait = opts.urlTrait ?? "thumb_url";
     this.keep = opts.keep ?? 256;
     this.base = opts.baseUrl !== undefined ? opts.baseUrl : jupyterBaseUrl();

@@ -1,7 +1,10 @@
 // The slice of the anywidget model/render API the widgets use, plus request-response commands.
 import type { AnyModel, Experimental } from "@anywidget/types";
 
-export type Model = AnyModel<Record<string, any>>;
+/** A widget's model, typed by its synced traits (the interfaces in ../models.ts). */
+export type Model<T extends Record<string, any>> = AnyModel<T>;
+/** What the shared helpers need of any widget's model: change events and custom messages. */
+export type Comm = Pick<AnyModel, "on" | "off" | "send">;
 export type Invoke = <T>(name: string, msg?: unknown, options?: { buffers?: DataView[]; timeout?: number }) => Promise<[T, DataView[]]>;
 
 let nextId = 0;
@@ -10,10 +13,11 @@ let nextId = 0;
  * Request-response over the comm, speaking anywidget's command protocol (Python side:
  * @anywidget.experimental.command). Uses the front end's own `invoke` when it has one.
  */
-export function makeInvoke(model: Model, experimental?: Partial<Experimental>): Invoke {
+export function makeInvoke(model: Comm, experimental?: Partial<Experimental>): Invoke {
   if (experimental && typeof experimental.invoke === "function") {
     const inv = experimental.invoke;
-    return (name, msg, options) => withTimeout(inv(name, msg, { buffers: options?.buffers }) as any, options?.timeout, name);
+    return <T>(name: string, msg?: unknown, options?: { buffers?: DataView[]; timeout?: number }) =>
+      withTimeout(inv<T>(name, msg, { buffers: options?.buffers }), options?.timeout, name);
   }
   return <T>(name: string, msg?: unknown, options?: { buffers?: DataView[]; timeout?: number }) => {
     const id = `curator-${Date.now()}-${nextId++}`;
@@ -49,7 +53,7 @@ function withTimeout<T>(p: Promise<T>, ms: number | undefined, name: string): Pr
 }
 
 /** Subscribe to trait changes; returns an unsubscribe function for the render cleanup. */
-export function onChange(model: Model, names: string[], cb: () => void): () => void {
+export function onChange<T extends Record<string, any>>(model: Model<T>, names: Array<keyof T & string>, cb: () => void): () => void {
   const events = names.map((n) => `change:${n}`);
   for (const e of events) model.on(e, cb);
   return () => {
@@ -58,7 +62,7 @@ export function onChange(model: Model, names: string[], cb: () => void): () => v
 }
 
 /** Custom messages from Python, filtered by `type`. */
-export function onMessage(model: Model, type: string, cb: (msg: any, buffers: DataView[]) => void): () => void {
+export function onMessage(model: Comm, type: string, cb: (msg: any, buffers: DataView[]) => void): () => void {
   const handler = (msg: any, buffers: DataView[]) => {
     if (msg && msg.type === type) cb(msg, buffers);
   };

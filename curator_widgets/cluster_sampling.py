@@ -1,0 +1,132 @@
+"""Exact farthest-point sampling over shards held in Dask worker memory.
+
+Per step each shard updates its own min-distances with the new pick and returns its farthest
+point (value, id, row); the client keeps the global argmax. The per-shard kernel is the
+single-process one (`sampling._Store.sq_dists`), so the picks are those of
+`farthest_point_sample` on the whole matrix. Min-distances lost with a worker are recomputed by
+Dask from their lineage (the shard reloaded from its file, the step tasks run again: same values).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from .sampling import _check_k, _check_metric, _choose_layout, _fill_exhausted, _resolve_dtype, _seed_list, _to_distance
+from .shards import ShardedEmbeddings
+
+
+class _Meta:
+    """Shape and dtype only: what `_resolve_dtype` reads to choose the storage precision."""
+
+    def __init__(self, n: int, d: int, dtype: np.dtype):
+        self.shape, self.dtype = (n, d), dtype
+
+
+def _shard_sum(item: tuple[Any, np.ndarray]) -> np.ndarray:
+    """float64 column sums of a shard, chunked as sampling._column_mean sums the whole matrix."""
+    import torch
+
+    from .sampling import DEFAULT_CHUNK, _rows
+
+    _, rows = item
+    acc = torch.zeros(rows.shape[1], dtype=torch.float64)
+    for s in range(0, len(rows), DEFAULT_CHUNK):
+        acc += _rows(rows, s, min(len(rows), s + DEFAULT_CHUNK)).double().sum(0)
+    return acc.numpy()
+
+
+def _shard_store(item: tuple[Any, np.ndarray], metric: str, mean: np.ndarray | None, dtype: str,
+                 transposed: bool) -> tuple[int, Any]:
+    """(first row id, the shard in the single-process storage layout, centred by the global mean)."""
+    import torch
+
+    from .sampling import DEFAULT_CHUNK, _Store
+
+    shard, rows = item
+    with torch.no_grad():
+        store = _Store(rows, metric, getattr(torch, dtype), torch.device("cpu"), transposed, DEFAULT_CHUNK,
+                       mean=None if mean is None else torch.from_numpy(mean))
+    return shard.lo, store
+
+
+def _shard_step(state: tuple[int, Any], mind: Any, c: np.ndarray, cur: int) -> Any:
+    """Min-distances after pick `cur` (row `c`), as the single-process loop computes them; a new
+    array, the input untouched, so a retried task sees what the first try saw."""
+    import torch
+
+    lo, store = state
+    with torch.no_grad():
+        if mind is None:
+            mind = torch.full((store.n,), math.inf, dtype=torch.float32)
+        if lo <= cur < lo + store.n:
+            mind = mind.clone()
+            mind[cur - lo] = 0.0
+        return torch.minimum(mind, store.sq_dists(torch.from_numpy(c), torch.empty_like(mind)))
+
+
+def _shard_best(state: tuple[int, Any], mind: Any) -> tuple[float, int, np.ndarray]:
+    """(largest min-distance, its global id, its stored row)."""
+    import torch
+
+    lo, store = state
+    val, idx = torch.max(mind, 0)
+    return float(val), lo + int(idx), store.row(int(idx)).numpy()
+
+
+def _shard_row(state: tuple[int, Any], cur: int) -> np.ndarray | None:
+    lo, store = state
+    return store.row(cur - lo).numpy() if lo <= cur < lo + store.n else None
+
+
+def cluster_farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0, metric: str = "l2", *,
+                                  client: Any = None, shard_rows: int | None = None, dtype: Any = None,
+                                  layout: str = "auto", step_times: list | None = None
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+    """`farthest_point_sample` with the data held as shards on a Dask cluster: (indices [k], radii [k]).
+
+    X is an embedding matrix (a .npy memmap or a zarr array is read by the workers themselves) or
+    a `ShardedEmbeddings` already loaded. `step_times`, if a list, receives each step's seconds.
+    """
+    import torch
+
+    metric = _check_metric(metric)
+    sh = X if isinstance(X, ShardedEmbeddings) else ShardedEmbeddings(X, client=client, shard_rows=shard_rows)
+    client = sh.client
+    n, d = sh.n, sh.d
+    try:
+        k = _check_k(k, n)
+        seeds = _seed_list(start, n, k)
+        cpu = torch.device("cpu")
+        sdtype = _resolve_dtype(_Meta(n, d, sh.dtype), dtype, cpu, "eager")
+        transposed = _choose_layout(layout, n, d, k, sdtype, cpu, "eager")
+        mean = None
+        if metric == "l2":
+            mean = torch.from_numpy(np.sum(sh.gather(sh.map(_shard_sum)), axis=0) / n).float().numpy()
+        stores = sh.map(_shard_store, metric, mean, str(sdtype).replace("torch.", ""), transposed)
+
+        def row_of(i: int) -> np.ndarray:
+            return next(r for r in client.gather([client.submit(_shard_row, s, i, pure=False) for s in stores])
+                        if r is not None)
+
+        picks = np.empty(k, dtype=np.int64)
+        radii = np.empty(k, dtype=np.float32)
+        minds: list[Any] = [None] * len(stores)
+        cur, c = seeds[0], row_of(seeds[0])
+        for j in range(k):
+            t0 = time.perf_counter()
+            picks[j] = cur
+            minds = [client.submit(_shard_step, s, m, c, cur, pure=False) for s, m in zip(stores, minds)]
+            best = client.gather([client.submit(_shard_best, s, m, pure=False) for s, m in zip(stores, minds)])
+            val, idx, row = max(best, key=lambda b: (b[0], -b[1]))  # ties: the lowest id, as torch.max
+            radii[j] = val
+            cur, c = (seeds[j + 1], row_of(seeds[j + 1])) if j + 1 < len(seeds) else (int(idx), row)
+            if step_times is not None:
+                step_times.append(time.perf_counter() - t0)
+    finally:
+        if sh is not X:
+            sh.close()
+    return _fill_exhausted(picks, radii, n), _to_distance(radii, metric)

@@ -1,0 +1,123 @@
+"""Embeddings split into row shards that live in Dask worker memory between steps.
+
+A shard is read on a worker from the file the embeddings are in (a .npy memmap or a zarr array,
+chunk = shard), so a worker that dies takes nothing with it: Dask reloads its shards elsewhere.
+Arrays with no file behind them travel inside the task, which keeps them recomputable too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .cluster import get_client, worker_count
+from .errors import CuratorError
+
+DEFAULT_SHARD_ROWS = 1 << 18
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows [lo, hi) of an embedding matrix, and how a worker reads them."""
+
+    lo: int
+    hi: int
+    kind: str  # "npy", "zarr" or "inline"
+    path: str | None = None
+    data: np.ndarray | None = None
+
+    def read(self) -> np.ndarray:
+        """The shard's rows as a numpy array (on whichever process runs this)."""
+        if self.kind == "inline":
+            return np.asarray(self.data)
+        if self.kind == "npy":
+            return np.array(np.load(self.path, mmap_mode="r")[self.lo:self.hi])
+        import zarr
+
+        return np.asarray(zarr.open_array(self.path, mode="r")[self.lo:self.hi])
+
+
+def source_of(X: Any) -> tuple[str, str | None]:
+    """('npy', path) for a .npy memmap, ('zarr', path) for a zarr array on disk, else ('inline', None)."""
+    name = getattr(X, "filename", None)
+    if isinstance(X, np.memmap) and name and str(name).endswith(".npy"):
+        return "npy", str(name)
+    if type(X).__module__.startswith("zarr"):
+        root = getattr(getattr(X, "store", None), "root", None)
+        if root is not None:
+            return "zarr", str(Path(str(root)) / X.path) if getattr(X, "path", "") else str(root)
+    return "inline", None
+
+
+def plan_shards(X: Any, shard_rows: int | None = None) -> list[Shard]:
+    """Row shards of X: zarr chunks when X is zarr (one task per chunk), else `shard_rows` rows."""
+    n = int(X.shape[0])
+    kind, path = source_of(X)
+    if shard_rows is None:
+        shard_rows = int(X.chunks[0]) if kind == "zarr" else DEFAULT_SHARD_ROWS
+    if int(shard_rows) < 1:
+        raise CuratorError(f"shard_rows={shard_rows} must be positive", "use e.g. 262144 rows per shard")
+    out = []
+    for lo in range(0, n, int(shard_rows)):
+        hi = min(n, lo + int(shard_rows))
+        out.append(Shard(lo, hi, kind, path, np.ascontiguousarray(X[lo:hi]) if kind == "inline" else None))
+    return out
+
+
+def _load(shard: Shard) -> tuple[Shard, np.ndarray]:
+    return Shard(shard.lo, shard.hi, shard.kind, shard.path), shard.read()
+
+
+class ShardedEmbeddings:
+    """An [N, d] embedding matrix persisted in the workers' memory as row shards, loaded once.
+
+    Every cluster step (FPS, scoring, index adds) maps a per-shard kernel over `futures`; the
+    results are the same as the single-process function's on the whole matrix.
+    """
+
+    def __init__(self, X: Any, client: Any = None, shard_rows: int | None = None):
+        self.client = get_client(client)
+        if self.client is None:
+            raise CuratorError("no Dask cluster to put the shards on",
+                               "pass client= (a distributed.Client or a scheduler address) or set "
+                               "CURATOR_DASK_SCHEDULER")
+        shape = tuple(getattr(X, "shape", ()))
+        if len(shape) != 2 or shape[0] == 0:
+            raise CuratorError(f"expected a non-empty [N, d] embedding matrix, got shape {list(shape)}",
+                               "pass load_embeddings(ws, run)")
+        self.X = X
+        self.n, self.d = int(shape[0]), int(shape[1])
+        self.dtype = np.dtype(X.dtype)
+        self.shards = plan_shards(X, shard_rows)
+        # a fresh key per load, so two ShardedEmbeddings never share (and release) each other's futures
+        tag = uuid.uuid4().hex[:12]
+        self.futures = [self.client.submit(_load, s, key=f"curator-shard-{tag}-{i}") for i, s in enumerate(self.shards)]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def map(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """fn((shard, rows), *args) on every shard, on the worker that holds it; the futures, in shard order."""
+        return [self.client.submit(fn, f, *args, pure=False, **kwargs) for f in self.futures]
+
+    def gather(self, futures: list[Any]) -> list[Any]:
+        return self.client.gather(futures)
+
+    def workers(self) -> int:
+        return worker_count(self.client)
+
+    def close(self) -> None:
+        """Let the workers drop the shards."""
+        for f in self.futures:
+            f.release()
+        self.futures = []
+
+    def __enter__(self) -> "ShardedEmbeddings":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,172 @@
+"""The pipeline on a real Dask cluster (issue 17): a LocalCluster of 2 worker processes and a
+CLI-started `dask scheduler` + 2 `dask worker` pair on loopback. Every cluster result is compared
+with the single-process function on the same data; a worker killed mid-FPS changes nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from curator_widgets import acquisition
+from curator_widgets.cluster import SCHEDULER_ENV, LoopbackCluster, connect, get_client
+from curator_widgets.cluster_active import cluster_predict_proba, cluster_score_and_pick
+from curator_widgets.cluster_sampling import cluster_farthest_point_sample
+from curator_widgets.embed import load_embeddings
+from curator_widgets.errors import CuratorError
+from curator_widgets.heads import make_head
+from curator_widgets.index import build_index, make_index
+from curator_widgets.sampling import farthest_point_sample
+from curator_widgets.shards import ShardedEmbeddings
+
+distributed = pytest.importorskip("distributed")
+# worker processes each import torch once: ~10 s on an idle 2-core box, minutes when it is loaded
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_client():
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None,
+                                  memory_limit=0) as lc, distributed.Client(lc, set_as_default=False) as client:
+        client.run(lambda: __import__("torch").zeros(1))  # the first torch import, once per worker
+        yield client
+
+
+@pytest.fixture(scope="module")
+def cli_cluster():
+    with LoopbackCluster(n_workers=2) as lc:
+        connect(lc.address).run(lambda: __import__("torch").zeros(1))
+        yield lc
+
+
+def fitted_head(X: np.ndarray, labelled: np.ndarray):
+    y = (np.arange(len(X)) % 8 < 3).astype(int)  # clusters 0-2 are the positives
+    head = make_head("logistic", 2, device="cpu")
+    head.fit(X, y[labelled], ids=labelled)
+    return head
+
+
+def test_without_a_cluster_nothing_imports_dask_and_bad_addresses_fail_clearly(monkeypatch):
+    code = ("import sys; from curator_widgets.cluster import get_client; import numpy as np;"
+            "from curator_widgets.sampling import farthest_point_sample;"
+            "assert get_client() is None; farthest_point_sample(np.eye(5, dtype=np.float32), 3);"
+            "assert not {'dask', 'distributed', 'zarr'} & set(sys.modules), sorted(sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != SCHEDULER_ENV}
+    subprocess.run([sys.executable, "-c", code], check=True, env={**env, "PYTHONPATH": os.getcwd()}, timeout=120)
+    assert get_client(False) is None
+    with pytest.raises(CuratorError, match="not a Dask client"):
+        get_client(object())
+    port = __import__("helpers").free_port()
+    monkeypatch.setenv(SCHEDULER_ENV, f"tcp://127.0.0.1:{port}")
+    with pytest.raises(CuratorError, match="cannot reach the Dask scheduler"):
+        get_client()
+
+
+def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_client, embedded_ws):
+    ws, _ = embedded_ws(n=3000, d=16)
+    X = load_embeddings(ws, "r")  # a .npy memmap: the workers read their shards from the file
+    with ShardedEmbeddings(X, client=local_client, shard_rows=700) as sh:
+        assert [s.kind for s in sh.shards] == ["npy"] * 5 and sh.shards[-1].hi == 3000
+        picks, radii = cluster_farthest_point_sample(sh, 40, start=[11, 2000])
+        want, want_r = farthest_point_sample(X, 40, start=[11, 2000])
+        np.testing.assert_array_equal(picks, want)
+        np.testing.assert_allclose(radii, want_r, rtol=1e-5)
+
+        labelled = np.arange(0, 3000, 41)
+        head = fitted_head(X, labelled)
+        P = head.predict_proba(X)
+        np.testing.assert_array_equal(cluster_predict_proba(sh, head), P)
+        cand = np.ones(3000, bool)
+        cand[labelled] = False
+        for strategy in ("entropy", "top_positive"):  # top_positive: hundreds of ties at p = 1
+            np.testing.assert_array_equal(cluster_score_and_pick(sh, head, 64, strategy, candidates=cand),
+                                          acquisition.select(P, 64, strategy, candidates=cand))
+        with pytest.raises(CuratorError, match="cannot be split over shards"):
+            cluster_score_and_pick(sh, head, 8, "random")
+
+    sim = build_index(ws, "r", kind="ivf", metric="l2", client=local_client, shard_rows=700, progress=False)
+    ref = make_index(np.asarray(X), "l2", "ivf")
+    assert sim.params["factory"] == ref.params["factory"] and sim.params["knob"] == ref.params["knob"]
+    assert sim.params["recall_at_10"] == ref.params["recall_at_10"]
+    q = np.asarray(X[:50], dtype=np.float32)
+    D1, I1 = sim.search_prepared(q, 10)
+    D2, I2 = ref.search_prepared(q, 10)
+    np.testing.assert_array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+
+
+def test_embed_on_workers_writes_zarr_that_loads_lazily(local_client, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    from curator_widgets import FolderSource, Workspace
+    from curator_widgets.cluster_embed import cluster_embed
+    from curator_widgets.zarr_embeddings import zarr_path
+    from curator_widgets.embed import embed
+    from curator_widgets.train import train_ssl
+    from test_train import SIZE, ucm_subset
+
+    ws = Workspace.create(tmp_path / "ws")
+    ws.ingest(FolderSource(ucm_subset(tmp_path / "ucm", classes=3, per_class=6)), size=None, progress=False)
+    train_ssl(ws, run="m", epochs=1, image_size=SIZE, batch_size=9, knn=False, progress=False, workers=0)
+    embed(ws, "m", batch_size=4, progress=False)
+    path = cluster_embed(ws, "mz", model_run="m", client=local_client, shard_rows=8, batch_size=4, progress=False)
+    assert path == zarr_path(ws, "mz") and not ws.embeddings_path("mz").exists()
+    Z = load_embeddings(ws, "mz")
+    assert isinstance(Z, zarr.Array) and Z.chunks == (8, Z.shape[1]) and Z.dtype == np.float16
+    np.testing.assert_allclose(np.asarray(Z[:], np.float32), np.asarray(load_embeddings(ws, "m"), np.float32),
+                               atol=2e-3)
+    assert ws.meta["embeddings"]["mz"]["format"] == "zarr"
+    # the finished run is reused, and FPS over the zarr shards (read by the workers) equals one process
+    assert cluster_embed(ws, "mz", model_run="m", client=local_client, shard_rows=8, batch_size=4, progress=False) == path
+    np.testing.assert_array_equal(cluster_farthest_point_sample(Z, 6, client=local_client)[0],
+                                  farthest_point_sample(np.asarray(Z[:]), 6)[0])
+    # an interrupted run (shard 0 recorded as finished, no sidecar yet) resumes: shard 0 is not redone
+    import json
+
+    meta = json.loads(ws.embeddings_path("mz").with_suffix(".json").read_text())
+    ws.embeddings_path("mz").with_suffix(".json").unlink()
+    zarr.open_array(str(path), mode="r+")[:8] = 7.0  # a marker a recomputation would overwrite
+    (path.parent / ".mz.zarr-progress.json").write_text(json.dumps({**meta, "done": [0]}))
+    cluster_embed(ws, "mz", model_run="m", client=local_client, shard_rows=8, batch_size=4, progress=False)
+    Z = load_embeddings(ws, "mz")
+    assert (np.asarray(Z[:8]) == 7.0).all()
+    np.testing.assert_allclose(np.asarray(Z[8:], np.float32), np.asarray(load_embeddings(ws, "m")[8:], np.float32),
+                               atol=2e-3)
+    assert not (path.parent / ".mz.zarr-progress.json").exists()
+
+
+def test_cli_cluster_found_by_env_and_a_killed_worker_changes_nothing(cli_cluster, embedded_ws, monkeypatch):
+    ws, _ = embedded_ws(n=3000, d=16)
+    X = load_embeddings(ws, "r")
+    monkeypatch.setenv(SCHEDULER_ENV, cli_cluster.address)
+    client = get_client()
+    assert client.scheduler.address == cli_cluster.address
+    want, want_r = farthest_point_sample(X, 30, start=7)
+    steps: list[float] = []
+    out: dict = {}
+    run = threading.Thread(target=lambda: out.update(r=cluster_farthest_point_sample(X, 30, start=7, shard_rows=500,
+                                                                                    step_times=steps)))
+    run.start()
+    while len(steps) < 5 and run.is_alive():
+        time.sleep(0.01)
+    victim = cli_cluster.workers[0]
+    os.kill(victim.pid, signal.SIGKILL)  # mid-run: its shards and min-distances are gone
+    run.join(240)
+    assert not run.is_alive() and len(steps) == 30
+    picks, radii = out["r"]
+    np.testing.assert_array_equal(picks, want)  # nothing lost, nothing picked twice
+    np.testing.assert_allclose(radii, want_r, rtol=1e-5)
+    assert victim.wait(10) == -signal.SIGKILL
+    cli_cluster.workers.remove(victim)
+    cli_cluster.start_worker()
+    labelled = np.arange(0, 3000, 29)
+    head = fitted_head(X, labelled)
+    cand = np.ones(3000, bool)
+    cand[labelled] = False
+    np.testing.assert_array_equal(cluster_score_and_pick(X, head, 32, "margin", candidates=cand, shard_rows=800),
+                                  acquisition.select(head.predict_proba(X), 32, "margin", candidates=cand))
