@@ -36,6 +36,8 @@ EMBEDDING_OPTIONS: list[tuple[str, SSLRecipe]] = [
     ("64 px + rotation/flip-averaged embedding", replace(BASE_SSL, tta=True)),
     ("64 px averaged + the same model at 128 px input, concatenated", replace(BASE_SSL, tta=True, scales=(128,))),
     ("96 px (same compute: 2.25x fewer views)", replace(BASE_SSL, image_size=96)),
+    ("96 px averaged + the same model at 192 px input, concatenated",
+     replace(BASE_SSL, image_size=96, tta=True, scales=(192,))),
 ]
 LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("head", "logistic head", {}),

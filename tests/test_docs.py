@@ -106,21 +106,8 @@ def test_every_benchmark_table_in_the_area_pages_is_generated_from_committed_res
             in_bench = any(gen_docs.BENCH_HEADING.search(h) for lv, h in heads[i] if lv > 1)
             if in_bench and not inside[i]:
                 hand_written.append((fname, first.strip()))
-    # tables whose full benchmark runs (tens of minutes each) have not been re-run since issue 20: listed
-    # here by their header, so none can be added and each leaves the list when its JSON is committed
-    not_rerun = {("search.md", HEAD_SEARCH), ("training.md", HEAD_THROUGHPUT), ("training.md", HEAD_AUGMENT),
-                 ("sampling.md", HEAD_FPS), ("search.md", HEAD_PROJECTION)}
-    assert not not_rerun - set(hand_written), "generated now: take these off the list"
-    new = [f"docs/{f}: {h[:70]}" for f, h in hand_written if (f, h) not in not_rerun]
+    new = [f"docs/{f}: {h[:70]}" for f, h in hand_written]
     assert not new, "benchmark tables typed by hand (wrap them in a <!-- bench:... --> block):\n" + "\n".join(new)
-
-
-HEAD_SEARCH = ("| data | N | kind | factory | knob | build s | index MB | p50 ms | p99 ms | search() p50 ms | "
-               "+ rows p50 ms | batch QPS | recall@10 |")
-HEAD_PROJECTION = "| method | seconds | trustworthiness@10 | kNN preservation@10 | detail |"
-HEAD_THROUGHPUT = "| device | backbone | px | batch | images/s | CPU busy |"
-HEAD_AUGMENT = "| comparison (CPU) | batched on-device img/s | DataLoader workers img/s | ratio |"
-HEAD_FPS = "| method | seconds (1,000 picks) | x the float32 bound | covering radius |"
 
 
 def test_concepts_figure_is_drawn_by_the_package(tmp_path):
