@@ -158,3 +158,15 @@ def _package_root() -> str:
     from pathlib import Path
 
     return str(Path(__file__).resolve().parents[1])
+
+
+def gather_with_bar(client: Any, futures: list[Any], desc: str, progress: bool = True, unit: str = "shard") -> list[Any]:
+    """The results of `futures` in their order, a progress bar advanced as each task finishes (in any order)."""
+    from distributed import as_completed
+
+    from .progress import progress_bar
+
+    with progress_bar(total=len(futures), desc=desc, unit=unit, disable=not progress, leave=False) as bar:
+        for _ in as_completed(futures, loop=client.loop):  # this client's loop: it need not be the default one
+            bar.update(1)
+    return client.gather(futures)

@@ -11,7 +11,7 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -56,9 +56,14 @@ def _cache_key(method: str, count: int, dim: int, fp: str, metric: str, **params
 # ============================================================================== project
 def project(ws: "Workspace", run: str, method: str = "umap", *, n_neighbors: int = 15, min_dist: float = 0.1,
             n_epochs: int | None = None, sample_threshold: int = SAMPLE_THRESHOLD, sample_size: int = SAMPLE_SIZE,
-            seed: int | None = None, recompute: bool = False, progress: bool = True) -> np.ndarray:
+            seed: int | None = None, recompute: bool = False, progress: bool = True, client: Any = None,
+            shard_rows: int | None = None) -> np.ndarray:
     """float32 [N, 2] coordinates of `run`'s chips (row i = chip id i), from the cache when the
-    parameters and embeddings are unchanged. `seed=None` lets UMAP use every core (not bit-reproducible)."""
+    parameters and embeddings are unchanged. `seed=None` lets UMAP use every core (not bit-reproducible).
+
+    Above `sample_threshold` chips, with a Dask cluster (`client=`, $CURATOR_DASK_SCHEDULER or the
+    current Client), the chips outside the sample are placed on its workers (`shard_rows` per task),
+    from the same neighbours and weights as in one process (see cluster_projection on rounding)."""
     from .index import fingerprint, read_embeddings
 
     if method not in METHODS:
@@ -95,7 +100,7 @@ def project(ws: "Workspace", run: str, method: str = "umap", *, n_neighbors: int
     if used == "umap":
         try:
             xy, info = _umap(ws, run, emb, metric, int(n_neighbors), float(min_dist), n_epochs, int(sample_threshold),
-                             int(sample_size), seed, progress)
+                             int(sample_size), seed, progress, client, shard_rows)
         except ImportError as e:  # umap-learn present but broken (e.g. numba mismatch)
             warnings.warn(f"umap-learn failed to import ({e}); the projection falls back to PCA", stacklevel=2)
             used, key = "pca", _cache_key("pca", n, d, fingerprint(emb), metric)
@@ -169,16 +174,18 @@ def cache_umap_kernels() -> int:
 
 
 def _umap(ws: "Workspace", run: str, emb: np.ndarray, metric: str, k: int, min_dist: float, n_epochs: int | None,
-          threshold: int, sample_size: int, seed: int | None, progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
+          threshold: int, sample_size: int, seed: int | None, progress: bool, client: Any = None,
+          shard_rows: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     import umap  # noqa: F401  (ImportError -> PCA fallback in project)
 
     cache_umap_kernels()
 
-    from .index import _chunks, make_index
+    from .cluster import get_client
+    from .index import _chunks, _rows, make_index
 
     n = emb.shape[0]
-    x = np.concatenate([c for _, c in _chunks(emb, metric)]) if n else np.zeros((0, emb.shape[1]), np.float32)
     if n <= threshold:
+        x = np.concatenate([c for _, c in _chunks(emb, metric)])
         sim = _ensure_index(ws, run, progress)
         from .index import knn_graph
 
@@ -187,18 +194,28 @@ def _umap(ws: "Workspace", run: str, emb: np.ndarray, metric: str, k: int, min_d
         return y, {"fit": int(n), "placed": 0, "knn": f"workspace index ({sim.params['factory']})"}
     rng = np.random.default_rng(0 if seed is None else seed)
     fit_ids = np.sort(rng.choice(n, sample_size, replace=False))
-    rest = np.setdiff1d(np.arange(n), fit_ids, assume_unique=True)
-    xs = x[fit_ids]
+    cluster = get_client(client)
+    x = None if cluster is not None else np.concatenate([c for _, c in _chunks(emb, metric)])
+    xs = _rows(emb, fit_ids, metric) if x is None else x[fit_ids]  # the same rows: prepare() is row-wise
     # the sample's own index: the neighbours of every chip among the sample, one FAISS pass
     sim = make_index(xs, metric, "ivf" if len(xs) >= 10_000 else "flat", target_recall=0.9,
                      seed=0 if seed is None else seed)
     ids_s, d_s = _knn(sim, xs, k, metric, exclude_self=True)
     model, ys = _fit(xs, ids_s, d_s, metric, k, min_dist, n_epochs, seed)
-    ids_r, d_r = _knn(sim, x[rest], k, metric, exclude_self=False)
     y = np.empty((n, 2), np.float32)
     y[fit_ids] = ys
+    info = {"fit": int(len(fit_ids)), "placed": int(n - len(fit_ids)), "knn": f"sample index ({sim.params['factory']})"}
+    if cluster is not None:
+        from .cluster_projection import cluster_place
+
+        rest, placed = cluster_place(cluster, emb, fit_ids, sim, model, ys, metric, k, n_epochs, seed,
+                                     shard_rows=shard_rows, progress=progress)
+        y[rest] = placed
+        return y, {**info, "cluster": True}
+    rest = np.setdiff1d(np.arange(n), fit_ids, assume_unique=True)
+    ids_r, d_r = _knn(sim, x[rest], k, metric, exclude_self=False)
     y[rest] = place(model, ys, ids_r, d_r, n_epochs, seed)
-    return y, {"fit": int(len(fit_ids)), "placed": int(len(rest)), "knn": f"sample index ({sim.params['factory']})"}
+    return y, info
 
 
 def _knn(sim, q: np.ndarray, k: int, metric: str, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -255,34 +272,78 @@ def place(model: Any, y_fit: np.ndarray, ids: np.ndarray, dists: np.ndarray, n_e
     # fitted model's `_a`/`_b`, `optimize_layout_euclidean`'s positional parameters,
     # smooth_knn_dist, compute_membership_strengths, make_epochs_per_sample) are pinned by
     # tests/test_projection.py::test_umap_internals_used_by_place, which names what changed.
-    import scipy.sparse
-    from umap.layouts import optimize_layout_euclidean
-    from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
+    graph = placement_graph(model.local_connectivity, y_fit, ids, dists)
+    vmax = float(graph[3].max()) if len(graph[3]) else 0.0
+    return optimize_placement(UmapConstants.of(model), y_fit, graph, vmax, placement_epochs(n_epochs, len(ids)), seed)
+
+
+def placement_epochs(n_epochs: int | None, n_placed: int) -> int:
+    """SGD epochs for placing `n_placed` points (umap's transform schedule: a third of the fit's)."""
+    return int(n_epochs // 3) if n_epochs else (100 if n_placed <= 10_000 else 30)
+
+
+class UmapConstants(NamedTuple):
+    """The numbers of a fitted umap.UMAP that placing needs (small: what a cluster sends its workers)."""
+
+    a: float
+    b: float
+    repulsion_strength: float
+    learning_rate: float
+    negative_sample_rate: float
+    local_connectivity: float
+
+    @classmethod
+    def of(cls, model: Any) -> "UmapConstants":
+        # umap's own values and types (an int rate stays an int: the same numba specialization as before)
+        return cls(model._a, model._b, model.repulsion_strength, model.learning_rate, model.negative_sample_rate,
+                   model.local_connectivity)
+
+
+def placement_graph(local_connectivity: float, y_fit: np.ndarray, ids: np.ndarray, dists: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(initial coordinates, edge rows, edge cols, edge weights) of new points, each row from its own
+    neighbours only, so rows may be computed in any split (shards) with the same values."""
+    from umap.umap_ import compute_membership_strengths, smooth_knn_dist
 
     nr, k = ids.shape
     if nr == 0:
-        return np.zeros((0, 2), np.float32)
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
     ids32 = ids.astype(np.int32)
     d = np.where(ids >= 0, dists, np.inf).astype(np.float32)
     sigmas, rhos = smooth_knn_dist(np.where(np.isfinite(d), d, 0), float(k),
-                                   local_connectivity=float(max(0.0, model.local_connectivity - 1.0)))
+                                   local_connectivity=float(max(0.0, local_connectivity - 1.0)))
     rows, cols, vals, _ = compute_membership_strengths(ids32, d, sigmas, rhos, bipartite=True)
     w = np.where(ids >= 0, vals.reshape(nr, k), 0).astype(np.float64)
     w_sum = w.sum(1, keepdims=True)
     w = np.where(w_sum > 0, w / np.where(w_sum > 0, w_sum, 1), 1.0 / k)
     emb = (w[:, :, None] * y_fit[np.clip(ids, 0, None)]).sum(1).astype(np.float32)
-    epochs = int(n_epochs // 3) if n_epochs else (100 if nr <= 10_000 else 30)
-    graph = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(nr, len(y_fit)))
-    graph.data[graph.data < graph.data.max() / float(epochs)] = 0.0
-    graph.eliminate_zeros()
-    if graph.nnz == 0:
+    return emb, rows, cols, vals
+
+
+def optimize_placement(c: UmapConstants, y_fit: np.ndarray, graph: tuple[np.ndarray, ...], vmax: float, epochs: int,
+                       seed: int | None) -> np.ndarray:
+    """The short SGD of new points against the fixed fit. `vmax` is the largest edge weight over ALL
+    points being placed (it sets the pruning and the sampling rate), so a shard placed alone with the
+    global `vmax` and `epochs` follows the same updates as in one call: umap seeds each point's random
+    stream from its own initial coordinate, and the fitted points do not move."""
+    import scipy.sparse
+    from umap.layouts import optimize_layout_euclidean
+    from umap.umap_ import make_epochs_per_sample
+
+    emb, rows, cols, vals = graph
+    if len(emb) == 0:
         return emb
-    eps = make_epochs_per_sample(graph.data, epochs)
+    coo = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(len(emb), len(y_fit)))
+    coo.data[coo.data < vmax / float(epochs)] = 0.0
+    coo.eliminate_zeros()
+    if coo.nnz == 0:
+        return emb
+    eps = make_epochs_per_sample(np.append(coo.data, np.float32(vmax)), epochs)[:-1]  # rates against the global max
     rng_state = np.random.RandomState(seed).randint(np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1, 3)
     return np.asarray(optimize_layout_euclidean(
-        emb, y_fit.astype(np.float32, copy=True), graph.row, graph.col, epochs, len(y_fit), eps,
-        model._a, model._b, rng_state.astype(np.int64), model.repulsion_strength, model.learning_rate / 4.0,
-        model.negative_sample_rate, seed is None, verbose=False, tqdm_kwds={"disable": True}), dtype=np.float32)
+        emb, y_fit.astype(np.float32, copy=True), coo.row, coo.col, epochs, len(y_fit), eps,
+        c.a, c.b, rng_state.astype(np.int64), c.repulsion_strength, c.learning_rate / 4.0,
+        c.negative_sample_rate, seed is None, verbose=False, tqdm_kwds={"disable": True}), dtype=np.float32)
 
 
 def _pca_init(x: np.ndarray, seed: int | None) -> np.ndarray:
