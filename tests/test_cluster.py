@@ -100,6 +100,17 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
     np.testing.assert_array_equal(I1, I2)
     np.testing.assert_array_equal(D1, D2)
 
+    # an active-learning round of ActiveLoop(client=): scored on the workers, the same batch and scores
+    from curator_widgets.active import ActiveLoop, Oracle
+
+    rounds = {}
+    for name, client in (("one", False), ("cluster", local_client)):
+        loop = ActiveLoop(ws, "r", name=name, batch_size=16, client=client)
+        loop.seed(0, k=16, r=16)
+        rounds[name] = loop.step(Oracle(ws, positive="c0")).batch, loop.score()
+    assert rounds["one"][0] == rounds["cluster"][0] and len(rounds["one"][0]) == 16
+    np.testing.assert_array_equal(rounds["one"][1], rounds["cluster"][1])
+
 
 def test_embed_on_workers_writes_zarr_that_loads_lazily(local_client, tmp_path):
     zarr = pytest.importorskip("zarr")
@@ -170,6 +181,14 @@ def test_cli_cluster_found_by_env_and_a_killed_worker_changes_nothing(cli_cluste
     cand[labelled] = False
     np.testing.assert_array_equal(cluster_score_and_pick(X, head, 32, "margin", candidates=cand, shard_rows=800),
                                   acquisition.select(head.predict_proba(X), 32, "margin", candidates=cand))
+    # the CLI's --scheduler alone (no environment variable) runs `curator sample` there: the same picks
+    from curator_widgets.cli import main
+    from curator_widgets.sampling import load_sample, sample
+
+    monkeypatch.delenv(SCHEDULER_ENV)
+    argv = ["sample", "-w", str(ws.root), "--run", "r", "-n", "12", "--seed", "3", "--scheduler", cli_cluster.address]
+    assert main(argv) == 0
+    np.testing.assert_array_equal(load_sample(ws, "fps-12-r"), sample(X, 12, "fps", seed=3, client=False))
 
 
 def test_projection_places_the_rest_on_workers_where_one_process_does(local_client, embedded_ws):

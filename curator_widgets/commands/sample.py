@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._cluster import add_scheduler, client_of
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="select a diverse subset of chips (farthest-point, clusters, random)",
@@ -23,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="torch device for FPS (default: cuda when available)")
     p.add_argument("--clusters", type=int, help="k-means clusters for --method clusters (default sqrt(N/2))")
     p.add_argument("--subset-size", type=int, help="candidate subset size m for --method stratified")
+    add_scheduler(p, "--method fps (the same picks, the embeddings held as shards on the workers)")
     p.set_defaults(func=_sample)
 
 
@@ -31,6 +34,8 @@ def _sample(args: argparse.Namespace) -> int:
     from ..workspace import Workspace
 
     ws = Workspace.open(args.workspace)
+    if args.scheduler and args.method != "fps":
+        print(f"note: --scheduler applies to --method fps; {args.method} runs in this process")
     kw: dict = {}
     if args.method in ("fps",):
         kw.update(dtype=args.dtype, device=args.device)
@@ -50,7 +55,8 @@ def _sample(args: argparse.Namespace) -> int:
         ids = random_sample(len(ws), args.n, seed=args.seed)
     else:
         run = args.run or default_run(ws)
-        ids = sample(embeddings_for(ws, run), args.n, method=args.method, seed=args.seed, metric=args.metric, **kw)
+        ids = sample(embeddings_for(ws, run), args.n, method=args.method, seed=args.seed, metric=args.metric,
+                     client=client_of(args) if args.method == "fps" else False, **kw)
     name = args.name or f"{args.method}-{args.n}" + (f"-{run}" if run else "")
     path = save_sample(ws, name, ids, method=args.method, run=run,
                        params={"seed": args.seed, "metric": args.metric,
