@@ -4,7 +4,7 @@ is placed on the workers, one task per shard of the embeddings, with the fitted 
 A chip's placement depends only on its own neighbours among the sample, its own random stream
 (umap seeds it from the chip's initial coordinate) and two numbers shared by all chips (the largest
 edge weight and the epoch count). Both are fixed over all shards before any chip moves, so each chip
-gets the neighbours, weights and starting point the single-process `projection.place` gives it.
+gets the neighbours, weights and starting point the single-process `placement.place` gives it.
 The SGD itself is umap's numba kernel (fastmath), whose rounding can depend on how the arrays lie in
 memory: run as plain Python it places a chip the same alone or among others, compiled it can move
 a rare chip slightly differently (tests: 2 of 2,400 chips, by < 0.02 on a layout ~20 wide).
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .projection import UmapConstants, optimize_placement, placement_epochs, placement_graph
+from .placement import UmapConstants, optimize_placement, placement_epochs, placement_graph
 from .shards import Shard, plan_shards
 
 
@@ -47,7 +47,7 @@ class Reducer:
 def _shard_graph(shard: Shard, reducer: Reducer, fitted: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """(global ids, placement graph) of the shard's chips that were not fitted: read, kNN, edge weights."""
     from .index import prepare
-    from .projection import _knn, cache_umap_kernels
+    from .placement import _knn, cache_umap_kernels
 
     cache_umap_kernels()  # this worker compiles umap's kernels once, or loads them from numba's disk cache
     ids = np.arange(shard.lo, shard.hi, dtype=np.int64)

@@ -663,22 +663,16 @@ def random_sample(X: Any, n: int, *, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).choice(N, size=n, replace=False).astype(np.int64)
 
 
-def sample(X: Any, n: int, method: str = "fps", *, seed: int = 0, metric: str = "l2", client: Any = None,
-           **kwargs: Any) -> np.ndarray:
-    """One entry point for every selector (used by the CLI, the demo and `iterative_balance`).
-
-    method="fps" runs on a Dask cluster when there is one (`client=`, $CURATOR_DASK_SCHEDULER or the
-    current Client), with the same picks; the other methods run in this process."""
+def sample(X: Any, n: int, method: str = "fps", *, seed: int = 0, metric: str = "l2", **kwargs: Any) -> np.ndarray:
+    """One entry point for every selector (used by the CLI, the demo and `iterative_balance`)."""
     if method not in METHODS:
         raise CuratorError(f"unknown sampling method {method!r}", f"use one of {', '.join(METHODS)}")
     _check_k(n, int(X) if isinstance(X, (int, np.integer)) else _shape(X)[0], "n")
     if method == "fps":
-        n_rows = _shape(X)[0]
-        start = kwargs.pop("start", int(np.random.default_rng(seed).integers(n_rows)))
-        return _fps_picks(X, n, start, metric, client, **kwargs)
+        start = kwargs.pop("start", fps_start(_shape(X)[0], seed))
+        return farthest_point_sample(X, n, start=start, metric=metric, **kwargs)[0]
     if method == "stratified":
-        n_rows = _shape(X)[0]
-        start = kwargs.pop("start", int(np.random.default_rng(seed).integers(n_rows)))
+        start = kwargs.pop("start", fps_start(_shape(X)[0], seed))
         return stratified_farthest_point_sample(X, n, start=start, metric=metric, seed=seed, **kwargs)[0]
     if method == "clusters":
         return cluster_balanced_sample(X, n, metric=metric, seed=seed, **kwargs)
@@ -687,17 +681,9 @@ def sample(X: Any, n: int, method: str = "fps", *, seed: int = 0, metric: str = 
     raise CuratorError(f"unknown sampling method {method!r}", f"use one of {', '.join(METHODS)}")
 
 
-def _fps_picks(X: Any, n: int, start: Any, metric: str, client: Any, **kwargs: Any) -> np.ndarray:
-    """Exact FPS picks, on the cluster when there is one (device, engine and chunk size are one-process knobs)."""
-    from .cluster import get_client
-
-    cluster = None if isinstance(X, (int, np.integer)) else get_client(client)
-    if cluster is None:
-        return farthest_point_sample(X, n, start=start, metric=metric, **kwargs)[0]
-    from .cluster_sampling import cluster_farthest_point_sample
-
-    opts = {k: v for k, v in kwargs.items() if k in ("dtype", "layout", "shard_rows", "progress")}
-    return cluster_farthest_point_sample(X, n, start=start, metric=metric, client=cluster, **opts)[0]
+def fps_start(n_rows: int, seed: int) -> int:
+    """The first pick `sample` gives (farthest-point) sampling for a seed, so other callers start alike."""
+    return int(np.random.default_rng(seed).integers(n_rows))
 
 
 # ----------------------------------------------------------------------------- selections on disk

@@ -219,7 +219,7 @@ def test_cli_cluster_found_by_env_and_a_killed_worker_changes_nothing(cli_cluste
     monkeypatch.delenv(SCHEDULER_ENV)
     argv = ["sample", "-w", str(ws.root), "--run", "r", "-n", "12", "--seed", "3", "--scheduler", cli_cluster.address]
     assert main(argv) == 0
-    np.testing.assert_array_equal(load_sample(ws, "fps-12-r"), sample(X, 12, "fps", seed=3, client=False))
+    np.testing.assert_array_equal(load_sample(ws, "fps-12-r"), sample(X, 12, "fps", seed=3))
 
 
 def test_projection_places_the_rest_on_workers_where_one_process_does(local_client, embedded_ws, monkeypatch):
