@@ -327,7 +327,8 @@ class ActiveLoop:
     `pool=ids` runs the loop on a sub-pool: selection, scoring, metrics, the budget and the
     curated set cover those chips only. `head` is a built-in kind ('logistic', 'mlp'), a kind
     registered with `heads.register_head`, or any object with `fit(X, y, ids=)` and
-    `predict_proba(X, ids=)` (`heads.ClassifierHead`).
+    `predict_proba(X, ids=)` (`heads.ClassifierHead`). `client=` (a distributed.Client, a scheduler
+    address or "local") scores every chip on a Dask cluster's workers (whole-workspace loops only).
     """
 
     def __init__(self, ws: "Workspace", run: str, name: str = "default", task: str | None = None,
@@ -337,13 +338,14 @@ class ActiveLoop:
                  patience: int | None = None, holdout: float | None = None, pool_factor: int | None = None,
                  threshold: float | None = None, seed: int | None = None, head_options: dict[str, Any] | None = None,
                  device: str | None = "auto", label_set: Sequence[str] | None = None,
-                 pool: Sequence[int] | np.ndarray | None = None):
+                 pool: Sequence[int] | np.ndarray | None = None, client: Any = None):
         from .heads import ClassifierHead
         from .workspace import _check_run
 
         self.ws, self.run_name, self.name = ws, _check_run(run), _check_run(name)
         self.dir = ws.root / "active" / self.name
         self.device = device
+        self.client = client  # a Dask cluster to score on (see `score`); None: $CURATOR_DASK_SCHEDULER / current Client
         state = self._read_state()
         if state is not None and state["run"] != run:
             raise CuratorError(f"active loop {name!r} was built on embedding run {state['run']!r}, not {run!r}",
@@ -577,8 +579,16 @@ class ActiveLoop:
         return True
 
     def score(self) -> np.ndarray:
-        """The fitted head's probabilities for the pool in one pass: float32 [N, classes], NaN outside it."""
+        """The fitted head's probabilities for the pool in one pass: float32 [N, classes], NaN outside it;
+        shard by shard on the workers when the loop has a Dask cluster (the same probabilities)."""
+        from .cluster import get_client
+
         X, head = self.embeddings, self.head()
+        cluster = get_client(self.client) if self.pool is None else None
+        if cluster is not None:
+            from .cluster_active import cluster_predict_proba
+
+            return cluster_predict_proba(X, head, client=cluster)
         if self.pool is None:
             return np.asarray(head.predict_proba(X), dtype=np.float32)
         P = np.full((X.shape[0], len(self.classes)), np.nan, dtype=np.float32)

@@ -13,6 +13,7 @@ from typing import Any
 from .errors import CuratorError
 
 SCHEDULER_ENV = "CURATOR_DASK_SCHEDULER"
+CONNECT_TIMEOUT = 30.0  # seconds to wait for a scheduler (distributed retries a refused connection until then)
 _CONNECTED: dict[str, Any] = {}
 
 
@@ -25,9 +26,10 @@ def _distributed() -> Any:
     return distributed
 
 
-def connect(address: str, timeout: float = 30.0) -> Any:
+def connect(address: str, timeout: float | None = None) -> Any:
     """A Client for a scheduler address (tcp://host:8786), reused while it stays connected."""
     distributed = _distributed()
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
     client = _CONNECTED.get(address)
     if client is not None and client.status == "running":
         return client
@@ -158,3 +160,16 @@ def _package_root() -> str:
     from pathlib import Path
 
     return str(Path(__file__).resolve().parents[1])
+
+
+def gather_with_bar(client: Any, futures: list[Any], desc: str, progress: bool = True,
+                    unit: str = "shard") -> list[Any]:
+    """The results of `futures` in their order, a progress bar advanced as each task finishes (in any order)."""
+    from distributed import as_completed
+
+    from .progress import progress_bar
+
+    with progress_bar(total=len(futures), desc=desc, unit=unit, disable=not progress, leave=False) as bar:
+        for _ in as_completed(futures, loop=client.loop):  # this client's loop: it need not be the default one
+            bar.update(1)
+    return client.gather(futures)

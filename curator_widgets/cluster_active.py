@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .acquisition import parse_strategy
+from .cluster import gather_with_bar
 from .errors import CuratorError
 from .shards import ShardedEmbeddings
 
@@ -41,18 +42,20 @@ def _shard_top(item: tuple[Any, np.ndarray], P: np.ndarray, n: int, strategy: st
     return scores[keep], cand[keep]
 
 
-def cluster_predict_proba(X: Any, head: Any, *, client: Any = None, shard_rows: int | None = None) -> np.ndarray:
+def cluster_predict_proba(X: Any, head: Any, *, client: Any = None, shard_rows: int | None = None,
+                          progress: bool = True) -> np.ndarray:
     """`head.predict_proba(X)` computed shard by shard on the workers: float32 [N, classes]."""
     sh = X if isinstance(X, ShardedEmbeddings) else ShardedEmbeddings(X, client=client, shard_rows=shard_rows)
     try:
-        return np.concatenate(sh.gather(sh.map(_shard_proba, head)))
+        return np.concatenate(gather_with_bar(sh.client, sh.map(_shard_proba, head), "score (cluster)", progress))
     finally:
         if sh is not X:
             sh.close()
 
 
 def cluster_score_and_pick(X: Any, head: Any, n: int, strategy: str = "entropy", *, candidates: np.ndarray | None = None,
-                           positive: int = 1, client: Any = None, shard_rows: int | None = None) -> np.ndarray:
+                           positive: int = 1, client: Any = None, shard_rows: int | None = None,
+                           progress: bool = True) -> np.ndarray:
     """Score every row with the fitted `head` on the workers and pick the `n` most informative
     (restricted to the boolean `candidates`): the ids `acquisition.select(P, n, strategy)` returns."""
     name, diversity = parse_strategy(strategy)
@@ -69,8 +72,9 @@ def cluster_score_and_pick(X: Any, head: Any, n: int, strategy: str = "entropy",
                 raise CuratorError(f"candidates has shape {candidates.shape}, expected ({sh.n},)",
                                    "pass a boolean mask with one entry per chip")
         probs = sh.map(_shard_proba, head)  # stays on the workers: only the top rows travel
-        tops = sh.gather([sh.client.submit(_shard_top, f, p, int(n), name, int(positive), candidates, pure=False)
-                          for f, p in zip(sh.futures, probs)])
+        tops = gather_with_bar(sh.client, [sh.client.submit(_shard_top, f, p, int(n), name, int(positive), candidates,
+                                                            pure=False) for f, p in zip(sh.futures, probs)],
+                               "score and pick (cluster)", progress)
     finally:
         if sh is not X:
             sh.close()

@@ -27,18 +27,22 @@ def _shard_add(item: tuple[Any, np.ndarray], blob: np.ndarray, prepare: Callable
     return faiss.serialize_index(index)
 
 
-def shard_adder(sh: ShardedEmbeddings, prepare: Callable[[np.ndarray], np.ndarray], chunk: int = 65536) -> Any:
+def shard_adder(sh: ShardedEmbeddings, prepare: Callable[[np.ndarray], np.ndarray], chunk: int = 65536,
+                progress: bool = True) -> Any:
     """An `add=` for `index.make_index`: fill the trained index from the shards on the workers, each
-    row turned into the stored form by `prepare` (index.prepare with the metric bound)."""
+    row turned into the stored form by `prepare` (index.prepare with the metric bound); a bar counts shards."""
 
     def add(index: Any) -> Any:
         import faiss
+
+        from .cluster import gather_with_bar
 
         if not hasattr(index, "merge_from") or isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
             raise CuratorError("an HNSW index cannot be assembled from shards",
                                "use kind='auto' or an IVF kind on a cluster, or build HNSW in one process")
         blob = faiss.serialize_index(index)
-        parts = sh.gather(sh.map(_shard_add, blob, prepare, chunk))
+        parts = gather_with_bar(sh.client, sh.map(_shard_add, blob, prepare, chunk), "index: shard adds (cluster)",
+                                progress)
         out = faiss.deserialize_index(parts[0])
         for shard, part in zip(sh.shards[1:], parts[1:]):
             out.merge_from(faiss.deserialize_index(part), shard.lo)

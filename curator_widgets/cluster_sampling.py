@@ -84,14 +84,17 @@ def _shard_row(state: tuple[int, Any], cur: int) -> np.ndarray | None:
 
 def cluster_farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0, metric: str = "l2", *,
                                   client: Any = None, shard_rows: int | None = None, dtype: Any = None,
-                                  layout: str = "auto", step_times: list | None = None
+                                  layout: str = "auto", step_times: list | None = None, progress: bool = True
                                   ) -> tuple[np.ndarray, np.ndarray]:
     """`farthest_point_sample` with the data held as shards on a Dask cluster: (indices [k], radii [k]).
 
     X is an embedding matrix (a .npy memmap or a zarr array is read by the workers themselves) or
-    a `ShardedEmbeddings` already loaded. `step_times`, if a list, receives each step's seconds.
+    a `ShardedEmbeddings` already loaded. `step_times`, if a list, receives each step's seconds; a
+    bar counts the picks as each step's shards answer.
     """
     import torch
+
+    from .progress import progress_bar
 
     metric = _check_metric(metric)
     sh = X if isinstance(X, ShardedEmbeddings) else ShardedEmbeddings(X, client=client, shard_rows=shard_rows)
@@ -116,16 +119,19 @@ def cluster_farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0
         radii = np.empty(k, dtype=np.float32)
         minds: list[Any] = [None] * len(stores)
         cur, c = seeds[0], row_of(seeds[0])
-        for j in range(k):
-            t0 = time.perf_counter()
-            picks[j] = cur
-            minds = [client.submit(_shard_step, s, m, c, cur, pure=False) for s, m in zip(stores, minds)]
-            best = client.gather([client.submit(_shard_best, s, m, pure=False) for s, m in zip(stores, minds)])
-            val, idx, row = max(best, key=lambda b: (b[0], -b[1]))  # ties: the lowest id, as torch.max
-            radii[j] = val
-            cur, c = (seeds[j + 1], row_of(seeds[j + 1])) if j + 1 < len(seeds) else (int(idx), row)
-            if step_times is not None:
-                step_times.append(time.perf_counter() - t0)
+        with progress_bar(total=k, desc="farthest-point sampling (cluster)", unit="pick", disable=not progress,
+                          leave=False) as bar:
+            for j in range(k):
+                t0 = time.perf_counter()
+                picks[j] = cur
+                minds = [client.submit(_shard_step, s, m, c, cur, pure=False) for s, m in zip(stores, minds)]
+                best = client.gather([client.submit(_shard_best, s, m, pure=False) for s, m in zip(stores, minds)])
+                val, idx, row = max(best, key=lambda b: (b[0], -b[1]))  # ties: the lowest id, as torch.max
+                radii[j] = val
+                cur, c = (seeds[j + 1], row_of(seeds[j + 1])) if j + 1 < len(seeds) else (int(idx), row)
+                if step_times is not None:
+                    step_times.append(time.perf_counter() - t0)
+                bar.update(1)
     finally:
         if sh is not X:
             sh.close()

@@ -583,7 +583,7 @@ def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "co
         with ShardedEmbeddings(emb, client=cluster, shard_rows=shard_rows) as sh:
             sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb,
                              seed=seed, progress=progress, add=shard_adder(sh, functools.partial(prepare, metric=metric),
-                                                                           CHUNK))
+                                                                           CHUNK, progress))
     else:
         sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb, seed=seed,
                          gpu=backend == "faiss-gpu", progress=progress, desc=f"index {run}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .errors import CuratorError
+from .placement import _knn, cache_umap_kernels, place  # noqa: F401  (re-exported: projection.place, ...)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .workspace import Workspace
@@ -56,9 +57,14 @@ def _cache_key(method: str, count: int, dim: int, fp: str, metric: str, **params
 # ============================================================================== project
 def project(ws: "Workspace", run: str, method: str = "umap", *, n_neighbors: int = 15, min_dist: float = 0.1,
             n_epochs: int | None = None, sample_threshold: int = SAMPLE_THRESHOLD, sample_size: int = SAMPLE_SIZE,
-            seed: int | None = None, recompute: bool = False, progress: bool = True) -> np.ndarray:
+            seed: int | None = None, recompute: bool = False, progress: bool = True, client: Any = None,
+            shard_rows: int | None = None) -> np.ndarray:
     """float32 [N, 2] coordinates of `run`'s chips (row i = chip id i), from the cache when the
-    parameters and embeddings are unchanged. `seed=None` lets UMAP use every core (not bit-reproducible)."""
+    parameters and embeddings are unchanged. `seed=None` lets UMAP use every core (not bit-reproducible).
+
+    Above `sample_threshold` chips, with a Dask cluster (`client=`, $CURATOR_DASK_SCHEDULER or the
+    current Client), the chips outside the sample are placed on its workers (`shard_rows` per task),
+    from the same neighbours and weights as in one process (see cluster_projection on rounding)."""
     from .index import fingerprint, read_embeddings
 
     if method not in METHODS:
@@ -95,7 +101,7 @@ def project(ws: "Workspace", run: str, method: str = "umap", *, n_neighbors: int
     if used == "umap":
         try:
             xy, info = _umap(ws, run, emb, metric, int(n_neighbors), float(min_dist), n_epochs, int(sample_threshold),
-                             int(sample_size), seed, progress)
+                             int(sample_size), seed, progress, client, shard_rows)
         except ImportError as e:  # umap-learn present but broken (e.g. numba mismatch)
             warnings.warn(f"umap-learn failed to import ({e}); the projection falls back to PCA", stacklevel=2)
             used, key = "pca", _cache_key("pca", n, d, fingerprint(emb), metric)
@@ -143,42 +149,19 @@ def _ensure_index(ws: "Workspace", run: str, progress: bool):
     return load_index(ws, run)
 
 
-_KERNELS = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_membership_strengths"),
-            ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"),
-            ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch_parallel"))
-
-
-def cache_umap_kernels() -> int:
-    """Let numba keep umap's compiled kernels on disk (numba's public `Dispatcher.enable_caching`).
-
-    umap-learn compiles these on every process start (no `cache=True`): ~10-30 s of CPU before the
-    first projection, which would dominate the demo. Cached, later processes load them in ~1 s;
-    numba invalidates the cache when umap's source changes. Returns how many kernels are cached."""
-    import importlib
-
-    done = 0
-    for module, name in _KERNELS:
-        try:
-            fn = getattr(importlib.import_module(module), name)
-            if getattr(fn, "_cache", None) is None or type(fn._cache).__name__ == "NullCache":
-                fn.enable_caching()
-            done += 1
-        except (ImportError, AttributeError, RuntimeError, OSError):  # other umap/numba versions: just compile
-            continue
-    return done
-
-
 def _umap(ws: "Workspace", run: str, emb: np.ndarray, metric: str, k: int, min_dist: float, n_epochs: int | None,
-          threshold: int, sample_size: int, seed: int | None, progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
+          threshold: int, sample_size: int, seed: int | None, progress: bool, client: Any = None,
+          shard_rows: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     import umap  # noqa: F401  (ImportError -> PCA fallback in project)
 
     cache_umap_kernels()
 
-    from .index import _chunks, make_index
+    from .cluster import get_client
+    from .index import _chunks, _rows, make_index
 
     n = emb.shape[0]
-    x = np.concatenate([c for _, c in _chunks(emb, metric)]) if n else np.zeros((0, emb.shape[1]), np.float32)
     if n <= threshold:
+        x = np.concatenate([c for _, c in _chunks(emb, metric)])
         sim = _ensure_index(ws, run, progress)
         from .index import knn_graph
 
@@ -187,38 +170,28 @@ def _umap(ws: "Workspace", run: str, emb: np.ndarray, metric: str, k: int, min_d
         return y, {"fit": int(n), "placed": 0, "knn": f"workspace index ({sim.params['factory']})"}
     rng = np.random.default_rng(0 if seed is None else seed)
     fit_ids = np.sort(rng.choice(n, sample_size, replace=False))
-    rest = np.setdiff1d(np.arange(n), fit_ids, assume_unique=True)
-    xs = x[fit_ids]
+    cluster = get_client(client)
+    x = None if cluster is not None else np.concatenate([c for _, c in _chunks(emb, metric)])
+    xs = _rows(emb, fit_ids, metric) if x is None else x[fit_ids]  # the same rows: prepare() is row-wise
     # the sample's own index: the neighbours of every chip among the sample, one FAISS pass
     sim = make_index(xs, metric, "ivf" if len(xs) >= 10_000 else "flat", target_recall=0.9,
                      seed=0 if seed is None else seed)
     ids_s, d_s = _knn(sim, xs, k, metric, exclude_self=True)
     model, ys = _fit(xs, ids_s, d_s, metric, k, min_dist, n_epochs, seed)
-    ids_r, d_r = _knn(sim, x[rest], k, metric, exclude_self=False)
     y = np.empty((n, 2), np.float32)
     y[fit_ids] = ys
+    info = {"fit": int(len(fit_ids)), "placed": int(n - len(fit_ids)), "knn": f"sample index ({sim.params['factory']})"}
+    if cluster is not None:
+        from .cluster_projection import cluster_place
+
+        rest, placed = cluster_place(cluster, emb, fit_ids, sim, model, ys, metric, k, n_epochs, seed,
+                                     shard_rows=shard_rows, progress=progress)
+        y[rest] = placed
+        return y, {**info, "cluster": True}
+    rest = np.setdiff1d(np.arange(n), fit_ids, assume_unique=True)
+    ids_r, d_r = _knn(sim, x[rest], k, metric, exclude_self=False)
     y[rest] = place(model, ys, ids_r, d_r, n_epochs, seed)
-    return y, {"fit": int(len(fit_ids)), "placed": int(len(rest)), "knn": f"sample index ({sim.params['factory']})"}
-
-
-def _knn(sim, q: np.ndarray, k: int, metric: str, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    """kNN of rows `q` in the in-memory index `sim`: with self first at distance 0 when q is the indexed set."""
-    ids = np.empty((len(q), k), np.int64)
-    d2 = np.empty((len(q), k), np.float32)
-    for lo in range(0, len(q), 8192):
-        D, I = sim.search_prepared(q[lo: lo + 8192], k, None, None)
-        if exclude_self:
-            own = np.arange(lo, lo + len(D))[:, None]
-            is_self = I == own
-            order = np.argsort(~is_self, axis=1, kind="stable")  # the row itself first, others keep their order
-            I, D = np.take_along_axis(I, order, 1), np.take_along_axis(D, order, 1)
-            lost = ~is_self.any(1)  # duplicates can push a row out of its own top k: put it back
-            I[lost] = np.hstack([own[lost], I[lost][:, : k - 1]])
-            D[lost] = np.hstack([np.zeros((int(lost.sum()), 1), np.float32), D[lost][:, : k - 1]])
-            D[:, 0] = 0.0
-        ids[lo: lo + len(D)], d2[lo: lo + len(D)] = I, D
-    dist = np.maximum(d2, 0) / 2 if metric == "cosine" else np.sqrt(np.maximum(d2, 0))
-    return ids, np.where(ids >= 0, dist, np.inf).astype(np.float32)
+    return y, info
 
 
 def _fit(x: np.ndarray, ids: np.ndarray, dists: np.ndarray, metric: str, k: int, min_dist: float,
@@ -239,50 +212,6 @@ def _fit(x: np.ndarray, ids: np.ndarray, dists: np.ndarray, metric: str, k: int,
                           tqdm_kwds={"disable": True})
         y = model.fit_transform(x)
     return model, np.asarray(y, dtype=np.float32)
-
-
-def place(model: Any, y_fit: np.ndarray, ids: np.ndarray, dists: np.ndarray, n_epochs: int | None = None,
-          seed: int | None = None) -> np.ndarray:
-    """Place new points into a fitted UMAP from their kNN among the fitted points: UMAP's own
-    `transform` math (membership strengths, weighted init, a short SGD against the fixed fit),
-    with the initial placement vectorized (umap's loops over rows in Python, minutes at 1e5 rows)."""
-    # Why umap's internals and not the public `UMAP.transform`: transform needs umap's own search
-    # index (a model fitted on FAISS neighbours through precomputed_knn has none, and transform
-    # raises NotImplementedError), and its weighted init loops over rows in Python. Measured on
-    # benchmarks/projection.py --quick data (5k x 32, 1,200 fitted, 3,800 placed, 3 seeds):
-    # UMAP.fit + UMAP.transform placed them in 35-49 s, this function in 0.3-0.7 s, at the same
-    # trustworthiness@10 (0.94) and kNN preservation@10 (0.11). The internals used here (the
-    # fitted model's `_a`/`_b`, `optimize_layout_euclidean`'s positional parameters,
-    # smooth_knn_dist, compute_membership_strengths, make_epochs_per_sample) are pinned by
-    # tests/test_projection.py::test_umap_internals_used_by_place, which names what changed.
-    import scipy.sparse
-    from umap.layouts import optimize_layout_euclidean
-    from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
-
-    nr, k = ids.shape
-    if nr == 0:
-        return np.zeros((0, 2), np.float32)
-    ids32 = ids.astype(np.int32)
-    d = np.where(ids >= 0, dists, np.inf).astype(np.float32)
-    sigmas, rhos = smooth_knn_dist(np.where(np.isfinite(d), d, 0), float(k),
-                                   local_connectivity=float(max(0.0, model.local_connectivity - 1.0)))
-    rows, cols, vals, _ = compute_membership_strengths(ids32, d, sigmas, rhos, bipartite=True)
-    w = np.where(ids >= 0, vals.reshape(nr, k), 0).astype(np.float64)
-    w_sum = w.sum(1, keepdims=True)
-    w = np.where(w_sum > 0, w / np.where(w_sum > 0, w_sum, 1), 1.0 / k)
-    emb = (w[:, :, None] * y_fit[np.clip(ids, 0, None)]).sum(1).astype(np.float32)
-    epochs = int(n_epochs // 3) if n_epochs else (100 if nr <= 10_000 else 30)
-    graph = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(nr, len(y_fit)))
-    graph.data[graph.data < graph.data.max() / float(epochs)] = 0.0
-    graph.eliminate_zeros()
-    if graph.nnz == 0:
-        return emb
-    eps = make_epochs_per_sample(graph.data, epochs)
-    rng_state = np.random.RandomState(seed).randint(np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1, 3)
-    return np.asarray(optimize_layout_euclidean(
-        emb, y_fit.astype(np.float32, copy=True), graph.row, graph.col, epochs, len(y_fit), eps,
-        model._a, model._b, rng_state.astype(np.int64), model.repulsion_strength, model.learning_rate / 4.0,
-        model.negative_sample_rate, seed is None, verbose=False, tqdm_kwds={"disable": True}), dtype=np.float32)
 
 
 def _pca_init(x: np.ndarray, seed: int | None) -> np.ndarray:

@@ -669,18 +669,21 @@ def sample(X: Any, n: int, method: str = "fps", *, seed: int = 0, metric: str = 
         raise CuratorError(f"unknown sampling method {method!r}", f"use one of {', '.join(METHODS)}")
     _check_k(n, int(X) if isinstance(X, (int, np.integer)) else _shape(X)[0], "n")
     if method == "fps":
-        n_rows = _shape(X)[0]
-        start = kwargs.pop("start", int(np.random.default_rng(seed).integers(n_rows)))
+        start = kwargs.pop("start", fps_start(_shape(X)[0], seed))
         return farthest_point_sample(X, n, start=start, metric=metric, **kwargs)[0]
     if method == "stratified":
-        n_rows = _shape(X)[0]
-        start = kwargs.pop("start", int(np.random.default_rng(seed).integers(n_rows)))
+        start = kwargs.pop("start", fps_start(_shape(X)[0], seed))
         return stratified_farthest_point_sample(X, n, start=start, metric=metric, seed=seed, **kwargs)[0]
     if method == "clusters":
         return cluster_balanced_sample(X, n, metric=metric, seed=seed, **kwargs)
     if method == "random":
         return random_sample(X, n, seed=seed)
     raise CuratorError(f"unknown sampling method {method!r}", f"use one of {', '.join(METHODS)}")
+
+
+def fps_start(n_rows: int, seed: int) -> int:
+    """The first pick `sample` gives (farthest-point) sampling for a seed, so other callers start alike."""
+    return int(np.random.default_rng(seed).integers(n_rows))
 
 
 # ----------------------------------------------------------------------------- selections on disk

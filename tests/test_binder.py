@@ -41,10 +41,11 @@ def test_binder_files_are_consistent():
     assert post.startswith("#!/bin/bash") and "set -e" in post and os.access(BINDER / "postBuild", os.X_OK)
     assert "pip install" in post and "server extension enable" in post
     assert (BINDER / "runtime.txt").read_text().strip() == "python-3.11"
-    # every pinned package is one the project depends on (no stray pins that could drift)
+    # every pinned package is one the project depends on, or its `dask` extra (no stray pins that could drift)
     import tomllib
 
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["dask"]
     names = {d.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for d in deps}
     for line in req.splitlines():
         line = line.strip()

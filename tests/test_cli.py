@@ -36,3 +36,28 @@ def test_cli_ingest_folder_and_info(tmp_path, capsys):
     assert info["chips"] == 100
     assert main(["info", str(tmp_path / "nope")]) == 2
     assert "not a workspace" in capsys.readouterr().err
+
+
+def test_scheduler_option_on_the_cluster_commands_and_a_bad_address_is_two_lines(embedded_ws, capsys, monkeypatch):
+    import pytest
+
+    pytest.importorskip("distributed")
+    from curator_widgets import cluster
+    from curator_widgets.cli import build_parser
+    from helpers import free_port
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("embed", "index", "sample", "project", "active"):
+        text = " ".join(commands[name].format_help().split())
+        assert "--scheduler ADDRESS" in text and "overrides $CURATOR_DASK_SCHEDULER" in text, name
+    ws, _ = embedded_ws(n=60)
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1.0)  # a refused connection is retried until the timeout
+    monkeypatch.delenv(cluster.SCHEDULER_ENV, raising=False)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    for argv in (["index", "-w", str(ws.root), "--run", "r"], ["sample", "-w", str(ws.root), "--run", "r", "-n", "5"]):
+        capsys.readouterr()
+        assert main([*argv, "--scheduler", address]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"curator {argv[0]}: error: cannot reach the Dask scheduler at '{address}'"), err
+        assert "fix --scheduler" in err and "Traceback" not in err and len(err.strip().splitlines()) == 2
+    assert not ws.index_path("r").exists() and not (ws.root / "samples").exists()  # nothing ran before it failed

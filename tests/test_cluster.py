@@ -45,6 +45,30 @@ def cli_cluster():
         yield lc
 
 
+def record_bars(monkeypatch) -> dict:
+    """Every progress bar the package opens, drawn into a StringIO: {desc: [(count, total, disabled), ...]},
+    read when the bars are done."""
+    import io
+
+    from tqdm.std import tqdm
+
+    from curator_widgets import progress
+
+    opened: list = []
+
+    def bar(*args, **kwargs):
+        drawn = tqdm(*args, **{**kwargs, "file": io.StringIO()})
+        opened.append((kwargs.get("desc"), bool(kwargs.get("disable")), drawn))
+        return drawn
+
+    class Bars(dict):
+        def __missing__(self, desc):  # tqdm sets .disable when it closes: keep what the caller asked for
+            return [(b.n, b.total, off) for d, off, b in opened if d == desc]
+
+    monkeypatch.setattr(progress, "progress_bar", bar)
+    return Bars()
+
+
 def fitted_head(X: np.ndarray, labelled: np.ndarray):
     y = (np.arange(len(X)) % 8 < 3).astype(int)  # clusters 0-2 are the positives
     head = make_head("logistic", 2, device="cpu")
@@ -63,13 +87,15 @@ def test_without_a_cluster_nothing_imports_dask_and_bad_addresses_fail_clearly(m
     with pytest.raises(CuratorError, match="not a Dask client"):
         get_client(object())
     port = __import__("helpers").free_port()
+    monkeypatch.setattr("curator_widgets.cluster.CONNECT_TIMEOUT", 1.0)  # refused connections are retried until then
     monkeypatch.setenv(SCHEDULER_ENV, f"tcp://127.0.0.1:{port}")
     with pytest.raises(CuratorError, match="cannot reach the Dask scheduler"):
         get_client()
 
 
-def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_client, embedded_ws):
+def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_client, embedded_ws, monkeypatch):
     ws, _ = embedded_ws(n=3000, d=16)
+    bars = record_bars(monkeypatch)
     X = load_embeddings(ws, "r")  # a .npy memmap: the workers read their shards from the file
     with ShardedEmbeddings(X, client=local_client, shard_rows=700) as sh:
         assert [s.kind for s in sh.shards] == ["npy"] * 5 and sh.shards[-1].hi == 3000
@@ -77,20 +103,25 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
         want, want_r = farthest_point_sample(X, 40, start=[11, 2000])
         np.testing.assert_array_equal(picks, want)
         np.testing.assert_allclose(radii, want_r, rtol=1e-5)
+        assert bars["farthest-point sampling (cluster)"] == [(40, 40, False)]  # one count per step
 
         labelled = np.arange(0, 3000, 41)
         head = fitted_head(X, labelled)
         P = head.predict_proba(X)
         np.testing.assert_array_equal(cluster_predict_proba(sh, head), P)
+        np.testing.assert_array_equal(cluster_predict_proba(sh, head, progress=False), P)
+        assert bars["score (cluster)"] == [(5, 5, False), (0, 5, True)]  # one count per shard; progress=False: off
         cand = np.ones(3000, bool)
         cand[labelled] = False
         for strategy in ("entropy", "top_positive"):  # top_positive: hundreds of ties at p = 1
             np.testing.assert_array_equal(cluster_score_and_pick(sh, head, 64, strategy, candidates=cand),
                                           acquisition.select(P, 64, strategy, candidates=cand))
+        assert bars["score and pick (cluster)"] == [(5, 5, False)] * 2
         with pytest.raises(CuratorError, match="cannot be split over shards"):
             cluster_score_and_pick(sh, head, 8, "random")
 
-    sim = build_index(ws, "r", kind="ivf", metric="l2", client=local_client, shard_rows=700, progress=False)
+    sim = build_index(ws, "r", kind="ivf", metric="l2", client=local_client, shard_rows=700, progress=True)
+    assert bars["index: shard adds (cluster)"] == [(5, 5, False)]
     ref = make_index(np.asarray(X), "l2", "ivf")
     assert sim.params["factory"] == ref.params["factory"] and sim.params["knob"] == ref.params["knob"]
     assert sim.params["recall_at_10"] == ref.params["recall_at_10"]
@@ -99,6 +130,17 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
     D2, I2 = ref.search_prepared(q, 10)
     np.testing.assert_array_equal(I1, I2)
     np.testing.assert_array_equal(D1, D2)
+
+    # an active-learning round of ActiveLoop(client=): scored on the workers, the same batch and scores
+    from curator_widgets.active import ActiveLoop, Oracle
+
+    rounds = {}
+    for name, client in (("one", False), ("cluster", local_client)):
+        loop = ActiveLoop(ws, "r", name=name, batch_size=16, client=client)
+        loop.seed(0, k=16, r=16)
+        rounds[name] = loop.step(Oracle(ws, positive="c0")).batch, loop.score()
+    assert rounds["one"][0] == rounds["cluster"][0] and len(rounds["one"][0]) == 16
+    np.testing.assert_array_equal(rounds["one"][1], rounds["cluster"][1])
 
 
 def test_embed_on_workers_writes_zarr_that_loads_lazily(local_client, tmp_path):
@@ -170,3 +212,32 @@ def test_cli_cluster_found_by_env_and_a_killed_worker_changes_nothing(cli_cluste
     cand[labelled] = False
     np.testing.assert_array_equal(cluster_score_and_pick(X, head, 32, "margin", candidates=cand, shard_rows=800),
                                   acquisition.select(head.predict_proba(X), 32, "margin", candidates=cand))
+    # the CLI's --scheduler alone (no environment variable) runs `curator sample` there: the same picks
+    from curator_widgets.cli import main
+    from curator_widgets.sampling import load_sample, sample
+
+    monkeypatch.delenv(SCHEDULER_ENV)
+    argv = ["sample", "-w", str(ws.root), "--run", "r", "-n", "12", "--seed", "3", "--scheduler", cli_cluster.address]
+    assert main(argv) == 0
+    np.testing.assert_array_equal(load_sample(ws, "fps-12-r"), sample(X, 12, "fps", seed=3))
+
+
+def test_projection_places_the_rest_on_workers_where_one_process_does(local_client, embedded_ws, monkeypatch):
+    from curator_widgets import projection as pj
+
+    ws, _ = embedded_ws(n=3000, d=16)
+    kw = dict(n_epochs=30, sample_threshold=1000, sample_size=600, seed=0, recompute=True)
+    want = pj.project(ws, "r", client=False, progress=False, **kw)
+    bars = record_bars(monkeypatch)
+    got = pj.project(ws, "r", client=local_client, shard_rows=700, progress=True, **kw)
+    assert bars["project: neighbours (cluster)"] == bars["project: place (cluster)"] == [(5, 5, False)]
+    meta = pj.cached_projection(ws, "r")[1]
+    assert meta["cluster"] and meta["fit"] == 600 and meta["placed"] == 2400
+    rng = np.random.default_rng(0)
+    fitted = np.sort(rng.choice(3000, 600, replace=False))  # project's own sample draw
+    np.testing.assert_array_equal(got[fitted], want[fitted])  # the fit ran here, on the same rows
+    # same neighbours, weights, start and random stream per chip; umap's compiled SGD (numba fastmath)
+    # may still round a rare chip differently by memory layout (measured: 2 of 2,400, < 0.02 apart)
+    same = (got == want).all(1)
+    assert same.mean() > 0.99 and np.abs(got - want).max() < 0.01 * np.ptp(want), (np.flatnonzero(~same),
+                                                                                  np.abs(got - want).max())

@@ -51,8 +51,8 @@ API_SECTIONS = [
     ("Self-supervised training and embeddings", ["train", "embed", "augment", "models", "ssl", "data"]),
     ("Preprocessing: composites, cloud masks, swath fills", ["preprocess"]),
     ("Scaling out on a Dask cluster", ["cluster", "cluster_sampling", "cluster_active", "cluster_index",
-                                       "cluster_embed", "shards", "zarr_embeddings"]),
-    ("Search and projection", ["index", "search", "projection", "multires"]),
+                                       "cluster_projection", "cluster_embed", "shards", "zarr_embeddings"]),
+    ("Search and projection", ["index", "search", "projection", "placement", "multires"]),
     ("Sampling and balancing", ["sampling", "balance", "circles"]),
     ("Labels and active learning", ["labels", "heads", "acquisition", "active", "oracle", "export", "exports",
                                     "propagation", "protocol", "evaluation"]),
@@ -81,7 +81,12 @@ def cli_reference() -> str:
     parser = build_parser()
     out = [GENERATED, "", "# CLI reference", "",
            "Every step of the pipeline is one `curator` subcommand over the same Python functions the",
-           "notebooks and widgets call. This page is the `--help` of each, generated from the code.", ""]
+           "notebooks and widgets call. This page is the `--help` of each, generated from the code.", "",
+           "The commands with a Dask cluster path (`embed`, `index`, `sample --method fps`, `project`,",
+           "`active`) take `--scheduler ADDRESS`: a scheduler such as `tcp://host:8786`, or `local` for a",
+           "LocalCluster of this machine's cores. It overrides `$CURATOR_DASK_SCHEDULER`; without either the",
+           "command runs in one process. An address nobody answers at gives a two-line error (problem, fix)",
+           "and exit code 2 before any work. See [Scaling out on a Dask cluster](scale.md).", ""]
     for path, sub in _walk(parser, ["curator"]):
         if len(path) > 1:
             out += [f"## {' '.join(path)}", ""]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._cluster import add_scheduler, client_of
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="build (or extend) the FAISS similarity index of an embedding run",
@@ -18,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-gb", type=float, help="memory the index may use (default: a quarter of RAM)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if an up-to-date index exists")
     p.add_argument("--add", action="store_true", help="only add chips embedded since the index was built")
+    add_scheduler(p, "the shard adds (IVF kinds; trained here, filled on the workers)")
     p.set_defaults(func=_index)
 
     s = sub.add_parser("search", help="find the chips most similar to chip ids, a vector file or an image",
@@ -52,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--recompute", action="store_true", help="ignore the cached projection")
     j.add_argument("--color", default="label", help="manifest column to color the PNG by (default label; 'none')")
     j.add_argument("--png", help="PNG path (default WS/projections/RUN.png; 'none' to skip)")
+    add_scheduler(j, "the placing of the chips outside the UMAP sample (above 50,000 chips)")
     j.set_defaults(func=_project)
 
 
@@ -78,7 +82,7 @@ def _index(args: argparse.Namespace) -> int:
         print(f"added {added} chips; index {run} now holds {sim.ntotal}")
     else:
         sim = build_index(ws, run, kind=args.kind, metric=args.metric, rebuild=args.rebuild,
-                          target_recall=args.target_recall, memory_budget_gb=args.memory_gb)
+                          target_recall=args.target_recall, memory_budget_gb=args.memory_gb, client=client_of(args))
     p = sim.params
     print(f"index {run}: {p['factory']} over {p['count']} chips x {p['dim']} ({p['metric']})")
     if p.get("knob_name"):
@@ -134,7 +138,7 @@ def _project(args: argparse.Namespace) -> int:
 
     ws, run = _open(args)
     xy = project(ws, run, method=args.method, n_neighbors=args.neighbors, min_dist=args.min_dist,
-                 n_epochs=args.epochs, seed=args.seed, recompute=args.recompute)
+                 n_epochs=args.epochs, seed=args.seed, recompute=args.recompute, client=client_of(args))
     meta = cached_projection(ws, run)[1]
     print(f"projection {run}: {meta['method']} of {len(xy)} chips in {meta['seconds']} s -> {ws.projection_path(run)}")
     if meta.get("placed"):

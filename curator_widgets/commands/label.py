@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any, Callable
 
+from ._cluster import add_scheduler, client_of
+
 HELP_BINARY = "y = {pos}, n = {neg}, u = unsure, s = skip, z/undo = undo last, q = quit"
 
 
@@ -64,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                     "(.csv or .parquet)")
     a.add_argument("--plot", metavar="PNG", help="write the learning curve")
     a.add_argument("--status", action="store_true", help="print the loop's state and exit")
+    add_scheduler(a, "each round's scoring of every chip")
     a.set_defaults(func=_active)
 
 
@@ -176,7 +179,7 @@ def _active(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     loop = ActiveLoop(ws, args.run, name=args.name, task=args.task, head=args.head, strategy=args.strategy,
                       batch_size=args.batch_size, budget=args.budget, max_rounds=args.max_rounds,
-                      holdout=args.holdout)
+                      holdout=args.holdout, client=False if args.status else client_of(args))
     if args.status:
         print(json.dumps(loop.summary(), indent=2, default=str))
         return 0

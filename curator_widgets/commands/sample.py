@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any
+
+from ._cluster import add_scheduler, client_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="torch device for FPS (default: cuda when available)")
     p.add_argument("--clusters", type=int, help="k-means clusters for --method clusters (default sqrt(N/2))")
     p.add_argument("--subset-size", type=int, help="candidate subset size m for --method stratified")
+    add_scheduler(p, "--method fps (the same picks, the embeddings held as shards on the workers)")
     p.set_defaults(func=_sample)
 
 
@@ -31,6 +38,9 @@ def _sample(args: argparse.Namespace) -> int:
     from ..workspace import Workspace
 
     ws = Workspace.open(args.workspace)
+    if args.scheduler and args.method != "fps":
+        print(f"note: --scheduler applies to --method fps; {args.method} runs in this process")
+    client = client_of(args) if args.method == "fps" else False  # connected now: a bad address fails first
     kw: dict = {}
     if args.method in ("fps",):
         kw.update(dtype=args.dtype, device=args.device)
@@ -50,7 +60,9 @@ def _sample(args: argparse.Namespace) -> int:
         ids = random_sample(len(ws), args.n, seed=args.seed)
     else:
         run = args.run or default_run(ws)
-        ids = sample(embeddings_for(ws, run), args.n, method=args.method, seed=args.seed, metric=args.metric, **kw)
+        X = embeddings_for(ws, run)
+        ids = (_cluster_fps(X, args, client) if client else
+               sample(X, args.n, method=args.method, seed=args.seed, metric=args.metric, **kw))
     name = args.name or f"{args.method}-{args.n}" + (f"-{run}" if run else "")
     path = save_sample(ws, name, ids, method=args.method, run=run,
                        params={"seed": args.seed, "metric": args.metric,
@@ -60,3 +72,12 @@ def _sample(args: argparse.Namespace) -> int:
     print(f"wrote {path}")
     print(json.dumps(doc["stats"], indent=2))
     return 0
+
+
+def _cluster_fps(X: Any, args: argparse.Namespace, client: Any) -> np.ndarray:
+    """What `sample(X, n, "fps", seed=)` picks (the same start, the same picks), the rows held by the workers."""
+    from ..cluster_sampling import cluster_farthest_point_sample
+    from ..sampling import fps_start
+
+    return cluster_farthest_point_sample(X, args.n, start=fps_start(len(X), args.seed), metric=args.metric,
+                                         client=client, dtype=args.dtype)[0]

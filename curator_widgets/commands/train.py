@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._cluster import add_scheduler, client_of
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a self-supervised model (SimCLR, SimSiam, BYOL) on a workspace's chips")
@@ -43,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", default="auto")
     e.add_argument("--no-resume", action="store_true", help="recompute every row")
     e.add_argument("--quiet", action="store_true")
+    add_scheduler(e, "the embedding (shards of chips on the workers, into embeddings/<run>.zarr; --device is "
+                     "then the workers' choice)")
     e.set_defaults(func=_embed)
 
 
@@ -83,8 +87,16 @@ def _embed(args: argparse.Namespace) -> int:
     from ..workspace import Workspace
 
     ws = Workspace.open(args.workspace)
-    path = embed(ws, args.run, model_run=args.model_run, batch_size=args.batch_size, normalize=not args.no_normalize,
-                 device=args.device, resume=not args.no_resume, progress=not args.quiet)
+    client = client_of(args)
+    if client:
+        from ..cluster_embed import cluster_embed
+
+        path = cluster_embed(ws, args.run, model_run=args.model_run, client=client, batch_size=args.batch_size,
+                             normalize=not args.no_normalize, resume=not args.no_resume, progress=not args.quiet)
+    else:
+        path = embed(ws, args.run, model_run=args.model_run, batch_size=args.batch_size,
+                     normalize=not args.no_normalize, device=args.device, resume=not args.no_resume,
+                     progress=not args.quiet)
     print(f"wrote {path}")
     print(json.dumps(embedding_info(ws, args.run), indent=2))
     return 0
