@@ -29,7 +29,7 @@ from curator_widgets.paths import shared_data_dir  # noqa: E402
 from curator_widgets.protocol import (DEFAULT_LOOP, DEFAULT_SSL, LoopRecipe, SSLRecipe, embedding_quality,  # noqa: E402
                                       embeddings_for, evaluate, folder_workspace, split_classes, summarize)
 
-BASE_SSL = SSLRecipe()  # 64 px, 126k views, no TTA: the recipe before this issue
+BASE_SSL = SSLRecipe()  # 64 px, 42k views, no TTA: the recipe before this issue
 BASE_LOOP = LoopRecipe()  # logistic head, entropy, threshold 0.5
 EMBEDDING_OPTIONS: list[tuple[str, SSLRecipe]] = [
     ("64 px", BASE_SSL),
