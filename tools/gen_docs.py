@@ -350,6 +350,7 @@ def protocol_tables(text: str) -> str:
             summary_table(res["summary"], loop["points"]), "", "Per class, worst first:", "",
             per_class_table(res["summary"]["per_class"], loop["points"])]
     text = _block(text, "protocol", "\n".join(body))
+    text = _block(text, "protocol-goal", protocol_goal(res["summary"]))
     lev = json.loads((RESULTS / "active_protocol_levers.json").read_text())
     rows = ["| lever | option | kNN top-1 | P@10 | recall at 7.8% | F1 at 7.8% | FP share at 7.8% | recall at 10.0% | "
             "median effort to recall 0.90 | gain (recall + F1 at 7.8%) |", "|---" * 10 + "|"]
@@ -363,6 +364,25 @@ def protocol_tables(text: str) -> str:
                  f"{lev['starters_per_class']} starters each; chosen: {chosen}; "
                  f"wall time {lev['wall_s'] / 60:.1f} min, commit `{(lev.get('commit') or '?')[:10]}`."]
     return _block(text, "levers", "\n".join(rows))
+
+
+def protocol_goal(summary: dict) -> str:
+    """The 'against the goal' sentence of docs/active_learning.md, from the protocol's summary (issue 14's goal)."""
+    at = lambda split: summary[split]["7.8"]  # noqa: E731
+    a, t, d = at("all"), at("test"), at("dev")
+    below = sum(1 for r in summary["per_class"] if r["recall@7.8"] < 0.75)
+    med = summary["all"]["median_effort_to_target"]
+    met = (a["recall"] >= 0.90 and a["f1"] >= 0.85 and a["fp_share"] <= 0.10 and med is not None and med <= 6
+           and below == 0)
+    tm = summary["test"]["median_effort_to_target"]
+    return (f"**Against the goal** (issue 14: recall >= 0.90 and F1 >= 0.85 at <= 7.8% effort, FP share <= 0.10, "
+            f"median effort to 0.90 recall <= 6%, no class below 0.75): **{'reached' if met else 'not reached'} "
+            f"overall.** All {summary['all']['classes']} classes: recall {a['recall']:.3f}, F1 {a['f1']:.3f}, FP share "
+            f"{a['fp_share']:.3f} at {a['effort']:.1f}% effort; median effort to 0.90 recall "
+            f"{'never' if med is None else f'{med:.1f}%'}; {below} classes below 0.75 recall. Test classes: recall "
+            f"{t['recall']:.3f}, F1 {t['f1']:.3f}, FP share {t['fp_share']:.3f}, median effort "
+            f"{'never' if tm is None else f'{tm:.1f}%'}, {summary['test']['classes_reaching_target']} of "
+            f"{summary['test']['classes']} reach 0.90 by 10%. Dev classes: recall {d['recall']:.3f}, F1 {d['f1']:.3f}.")
 
 
 # ------------------------------------------------------------------------- benchmark tables
