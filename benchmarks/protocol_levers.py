@@ -30,6 +30,8 @@ from curator_widgets.protocol import (DEFAULT_LOOP, DEFAULT_SSL, LoopRecipe, SSL
                                       embeddings_for, evaluate, folder_workspace, split_classes, summarize)
 
 BASE_SSL = SSLRecipe()  # 64 px, 42k views, no TTA: the recipe before this issue
+# remote-sensing colour carries class (water, sand, crops): SimCLR's strong jitter may erase it
+MILD_COLOUR = (("brightness", 0.2), ("contrast", 0.2), ("saturation", 0.2), ("hue", 0.02), ("grayscale", 0.0))
 BASE_LOOP = LoopRecipe()  # logistic head, entropy, threshold 0.5
 EMBEDDING_OPTIONS: list[tuple[str, SSLRecipe]] = [
     ("64 px", BASE_SSL),
@@ -38,6 +40,10 @@ EMBEDDING_OPTIONS: list[tuple[str, SSLRecipe]] = [
     ("96 px (same compute: 2.25x fewer views)", replace(BASE_SSL, image_size=96)),
     ("96 px averaged + the same model at 192 px input, concatenated",
      replace(BASE_SSL, image_size=96, tta=True, scales=(192,))),
+    ("64 px averaged + 128 px, mild colour jitter (0.2, hue 0.02, no grayscale)",
+     replace(BASE_SSL, tta=True, scales=(128,), augment=MILD_COLOUR)),
+    ("64 px averaged + 128 px, mild colour jitter and no blur",
+     replace(BASE_SSL, tta=True, scales=(128,), augment=MILD_COLOUR + (("blur", 0.0),))),
 ]
 LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("head", "logistic head", {}),
