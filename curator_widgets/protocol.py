@@ -93,7 +93,7 @@ class LoopRecipe:
 # The defaults: the lever winners on UC Merced's dev classes (benchmarks/protocol_levers.py; the
 # dataclass defaults above are the baseline each lever is compared with).
 DEFAULT_SSL = SSLRecipe(tta=True, scales=(128,))
-DEFAULT_LOOP = LoopRecipe(head_weight=0.5, strategy="entropy+proximity")
+DEFAULT_LOOP = LoopRecipe(head_weight=0.3, strategy="entropy+proximity")
 
 
 STARTERS = 5  # starter images per class, the published protocol's count
