@@ -548,8 +548,15 @@ def cost_30k_table(text: str) -> str:
     rows += ["", f"{res['machine']['cpus']} CPUs; commit `{(res.get('commit') or '?')[:10]}`."]
     if res.get("summary"):
         loop = res["loop"]
+        from curator_widgets.protocol import DEFAULT_LOOP
+
+        now = {k: v for k, v in vars(DEFAULT_LOOP).items() if k not in ("batch", "points")}
+        changed = {k: (loop.get(k), v) for k, v in now.items() if loop.get(k) != v}
+        older = ("" if not changed else " Measured with an earlier loop default ("
+                 + ", ".join(f"{k} {a} where the default is now {b}" for k, (a, b) in changed.items())
+                 + "); its costs do not depend on it, its quality does.")
         rows += ["", f"{res['starters_per_class']} starters per class, seed set {loop['k']} + {loop['r']}, batches "
-                     f"of {loop['batch']}. Quality at these settings (64 px crops of UC Merced's scenes):", "",
+                     f"of {loop['batch']}.{older} Quality at these settings (64 px crops of UC Merced's scenes):", "",
                  summary_table(res["summary"], loop["points"])]
     return _block(text, "cost30k", "\n".join(rows))
 
