@@ -145,10 +145,12 @@ def doc_tables(doc: dict) -> dict[str, str]:
          for r in doc["rows"]))
     m, s = doc.get("machine") or {}, doc["settings"]
     load = m.get("load_avg")
+    timings = f"{s['repeats']} timing{'s' if s['repeats'] > 1 else ''}"
     line = (f"{s['chips']:,} Blue Marble chips ({s['size']} px, level {s['level']}, overlap {s.get('overlap', 0)}), "
-            f"small_cnn SimCLR after {s['epochs']} epoch; batches of {s['batch_size']}, shards of {s['shard_rows']} chips; median of {s['repeats']} timing(s) each; {m.get('cpus')} "
-            f"CPUs, load average {load[0] if load else '?'} at the end; wall time {doc['wall_s'] / 60:.1f} min, commit "
-            f"`{(doc.get('commit') or '?')[:10]}`{' (quick run)' if doc.get('quick') else ''}.")
+            f"small_cnn SimCLR after {s['epochs']} epoch; batches of {s['batch_size']}, shards of {s['shard_rows']:,} "
+            f"chips; median of {timings} each; {m.get('cpus')} CPUs, load average {load[0] if load else '?'} at the "
+            f"end; wall time {doc['wall_s'] / 60:.1f} min, commit `{(doc.get('commit') or '?')[:10]}`"
+            f"{' (quick run)' if doc.get('quick') else ''}.")
     return {"embed": f"{table}\n\n{line}"}
 
 
