@@ -3,9 +3,10 @@
 Blue Marble chips (the offline default the demo ingests; 64 px at level 3 with half-chip overlap cover
 the globe in ~12,600 chips), a small_cnn SimCLR model trained once for 1 epoch on 3,200 of them, then in
 one run: single-process `embed` with 2 torch threads and with 1, and `cluster_embed` on a CLI-started
-`dask scheduler` with 1 and with 2 `dask worker` processes (1 thread each, on loopback). Every timing decodes the chip files itself
-(the single-process decode cache is cleared first), as the workers do. The cluster's zarr vectors are
-compared with the single-process ones (float16 tolerance, max |diff| and share of identical values).
+`dask scheduler` with 1 and with 2 `dask worker` processes (1 thread each, on loopback). Every timing
+decodes the chip files itself (the single-process decode cache is cleared first), as the workers do.
+The cluster's zarr vectors are compared with the single-process ones (float16 tolerance, max |diff|
+and share of identical values).
 
     .venv/bin/python benchmarks/scale_embed.py            # ~12,600 chips (overlap 0.5), ~5 min on 2 cores
     .venv/bin/python benchmarks/scale_embed.py --quick    # 200 chips (level 1), a smoke test
