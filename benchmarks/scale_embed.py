@@ -3,7 +3,7 @@
 Blue Marble chips (the offline default the demo ingests; 64 px at level 3 with half-chip overlap cover
 the globe in ~12,600 chips), a small_cnn SimCLR model trained once for 1 epoch on 3,200 of them, then in
 one run: single-process `embed` with 2 torch threads and with 1, and `cluster_embed` on a CLI-started
-`dask scheduler` with 1 and with 2 `dask worker` processes (1 thread each, on loopback). Every timing
+`dask scheduler` with 1 `dask worker` process, then with a second one joined (1 thread each, loopback). Every timing
 decodes the chip files itself (the single-process decode cache is cleared first), as the workers do.
 The cluster's zarr vectors are compared with the single-process ones (float16 tolerance, max |diff|
 and share of identical values).
@@ -75,15 +75,14 @@ def single(ws: Any, threads: int, batch_size: int, repeats: int) -> tuple[np.nda
     return np.asarray(load_embeddings(ws, run), dtype=np.float32), times
 
 
-def on_cluster(ws: Any, workers: int, shard_rows: int, batch_size: int, repeats: int) -> tuple[np.ndarray, list[float]]:
-    """`cluster_embed` on a fresh loopback cluster of `workers` 1-thread workers. The workers import the
-    package first (a worker's start-up, not embedding); the model load on each worker's first task is
-    in the first timing."""
-    from curator_widgets.cluster import LoopbackCluster, connect
+def on_cluster(ws: Any, client: Any, shard_rows: int, batch_size: int, repeats: int) -> tuple[np.ndarray, list[float]]:
+    """`cluster_embed` on the workers `client` has now, warmed first (imports, 1 torch thread); the model
+    load on each worker's first task is in the first timing."""
+    from curator_widgets.cluster import worker_count
     from curator_widgets.cluster_embed import cluster_embed
     from curator_widgets.embed import load_embeddings
 
-    def warm() -> int:
+    def warm() -> int:  # nested: pickled by value, since workers cannot import this script
         import torch
         import zarr  # noqa: F401
 
@@ -94,14 +93,12 @@ def on_cluster(ws: Any, workers: int, shard_rows: int, batch_size: int, repeats:
         torch.set_num_threads(1)  # --no-nanny workers do not get the nanny's OMP_NUM_THREADS=1
         return torch.get_num_threads()
 
-    with LoopbackCluster(n_workers=workers, threads=1) as lc:
-        client = connect(lc.address)
-        assert set(client.run(warm).values()) == {1}
-        run, times = f"cluster{workers}", []
-        for _ in range(repeats):
-            times.append(timed(lambda: cluster_embed(ws, run, model_run=MODEL, client=client, shard_rows=shard_rows,
-                                                     batch_size=batch_size, resume=False, progress=False))[1])
-        return np.asarray(load_embeddings(ws, run)[:], dtype=np.float32), times
+    assert set(client.run(warm).values()) == {1}  # package imports: a worker's start-up, not embedding
+    run, times = f"cluster{worker_count(client)}", []
+    for _ in range(repeats):
+        times.append(timed(lambda: cluster_embed(ws, run, model_run=MODEL, client=client, shard_rows=shard_rows,
+                                                 batch_size=batch_size, resume=False, progress=False))[1])
+    return np.asarray(load_embeddings(ws, run)[:], dtype=np.float32), times
 
 
 def row(setup: str, workers: int, threads: int, n: int, times: list[float], X: np.ndarray, ref: np.ndarray,
@@ -126,10 +123,17 @@ def measure(ws: Any, shard_rows: int, batch_size: int, repeats: int) -> list[dic
     x2, t2 = single(ws, 2, batch_size, repeats)
     rows = [{**row("1 process", 1, 1, n, t1, ref, ref, None), "reference": True},
             row("1 process", 1, 2, n, t2, x2, ref, base)]
-    for w in (1, 2):
-        xc, tc = on_cluster(ws, w, shard_rows, batch_size, repeats)
-        rows.append(row("cluster", w, 1, n, tc, xc, ref, base))
-        print(rows[-1], flush=True)
+    from curator_widgets.cluster import LoopbackCluster, connect
+
+    with LoopbackCluster(n_workers=1, threads=1) as lc:  # 1 worker, then a second `dask worker` joins
+        client = connect(lc.address)
+        for w in (1, 2):
+            if w > 1:
+                lc.start_worker()
+                client.wait_for_workers(w, timeout=120)
+            xc, tc = on_cluster(ws, client, shard_rows, batch_size, repeats)
+            rows.append(row("cluster", w, 1, n, tc, xc, ref, base))
+            print(rows[-1], flush=True)
     return rows
 
 
