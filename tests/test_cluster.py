@@ -241,3 +241,26 @@ def test_projection_places_the_rest_on_workers_where_one_process_does(local_clie
     same = (got == want).all(1)
     assert same.mean() > 0.99 and np.abs(got - want).max() < 0.01 * np.ptp(want), (np.flatnonzero(~same),
                                                                                   np.abs(got - want).max())
+
+
+# ----------------------------------------------------------------------------- benchmark stays runnable
+def test_scale_embed_benchmark_quick(tmp_path):
+    """benchmarks/scale_embed.py --quick: 200 Blue Marble chips embedded in one process and on 1 and 2
+    loopback workers; the cluster's vectors equal one process's, and the docs table renders."""
+    import json
+
+    from helpers import load_bench
+
+    bench = load_bench("scale_embed")
+    out = tmp_path / "scale_embed.json"
+    doc = bench.main(["--quick", "--out", str(out), "--workdir", str(tmp_path)])
+    on_disk = json.loads(out.read_text())
+    assert on_disk["quick"] is True and on_disk["seeds"] == [0] and on_disk["commit"]
+    rows = on_disk["rows"]
+    assert [(r["setup"], r["workers"], r["threads_each"]) for r in rows] == [
+        ("1 process", 1, 1), ("1 process", 1, 2), ("cluster", 1, 1), ("cluster", 2, 1)]
+    assert all(r["chips"] == 200 and r["images_per_s"] > 0 for r in rows)
+    assert rows[3]["images_per_s_per_worker"] == pytest.approx(rows[3]["images_per_s"] / 2, abs=0.1)
+    assert on_disk["cluster_equals_single"] is True and all(r["max_abs_diff"] <= bench.ATOL for r in rows)
+    table = bench.doc_tables(doc)["embed"]
+    assert table.count("\n| ") == 4 and "cluster, 2 workers" in table and "commit `" in table
