@@ -367,16 +367,15 @@ class SimilarityIndex:
         """Exact search over the rows `ids` only, streamed from the embeddings memmap."""
         import faiss
 
-        bestD = np.full((len(q), k), np.inf, np.float32)
-        bestI = np.full((len(q), k), -1, np.int64)
+        heap = faiss.ResultHeap(len(q), k)
         for lo in range(0, ids.size, CHUNK):
             sub = ids[lo: lo + CHUNK]
             xb = prepare(self.emb[sub], self.metric)
             kk = min(k, sub.size)
             with _threads_for(len(q)):
                 D, I = faiss.knn(q, xb, kk)
-            bestD, bestI = _merge_topk(bestD, bestI, D, np.where(I >= 0, sub[np.clip(I, 0, None)], -1), k)
-        return bestD, bestI
+            heap.add_result(D, np.where(I >= 0, sub[np.clip(I, 0, None)], -1).astype(np.int64))
+        return _finalized(heap)
 
     # ---------------------------------------------------------------- persistence
     def save(self) -> None:
@@ -432,11 +431,13 @@ class _TorchExact:
         return bestD.cpu().numpy().astype(np.float32), bestI.cpu().numpy().astype(np.int64)
 
 
-def _merge_topk(D1: np.ndarray, I1: np.ndarray, D2: np.ndarray, I2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    D = np.concatenate([D1, np.where(I2 >= 0, D2, np.inf).astype(np.float32)], 1)
-    I = np.concatenate([I1, I2.astype(np.int64)], 1)
-    order = np.argsort(D, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+def _finalized(heap: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k of a streamed exact search, merged by faiss's own ResultHeap (public since faiss 1.7; what
+    contrib.exhaustive_search.knn_ground_truth uses); empty slots read +inf / -1, as every caller expects."""
+    heap.finalize()
+    D, I = np.ascontiguousarray(heap.D, np.float32), np.ascontiguousarray(heap.I, np.int64)
+    D[I < 0] = np.inf  # the heap fills empty slots with FLT_MAX
+    return D, I
 
 
 @contextmanager
@@ -728,12 +729,11 @@ def exact_knn(emb: np.ndarray, q: np.ndarray, k: int, metric: str, n: int | None
     import faiss
 
     n = emb.shape[0] if n is None else n
-    bestD = np.full((len(q), k), np.inf, np.float32)
-    bestI = np.full((len(q), k), -1, np.int64)
+    heap = faiss.ResultHeap(len(q), k)
     for lo, x in _chunks(emb, metric, 0, n):
         D, I = faiss.knn(q, x, min(k, len(x)))
-        bestD, bestI = _merge_topk(bestD, bestI, D, np.where(I >= 0, I + lo, -1), k)
-    return bestD, bestI
+        heap.add_result(D, np.where(I >= 0, I + lo, -1).astype(np.int64))
+    return _finalized(heap)
 
 
 _CACHE: dict[tuple[str, str], tuple[tuple, SimilarityIndex]] = {}
