@@ -61,8 +61,9 @@ def test_an_existing_file_that_we_did_not_make_is_never_overwritten(labelled, tm
     store = LabelStore(labelled, task="exp")
     store.export_tree(dest)
     target = dest / "positive" / f"00000001_{labelled.chip_path(1).name}"
-    target.unlink()
-    target.write_text("a file the user put there")
+    mine = target.with_name("users-file.tmp")  # made while our link still holds its inode, so the file
+    mine.write_text("a file the user put there")  # cannot reuse that inode number (the check compares inodes)
+    os.replace(mine, target)
     rec = json.loads((dest / ".curator-export.json").read_text())
     rec["entries"].pop(f"positive/{target.name}")  # and the record does not claim it
     (dest / ".curator-export.json").write_text(json.dumps(rec))
