@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path, write_json
+from . import ondisk
 from .errors import CuratorError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,14 +169,19 @@ def auto_nlist(n: int) -> int:
     return int(max(1, min(int(4 * math.sqrt(n)), n // 39)))
 
 
-def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None = None) -> tuple[str, str]:
+def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None = None,
+                   ivf_only: bool = False) -> tuple[str, str]:
     """(faiss factory string, why) for `n` vectors of dimension `d`, following faiss's index guidelines.
 
     auto: Flat up to FLAT_MAX vectors (exact and fast enough); above, IVF{4 sqrt N} with the
     storage that fits the memory budget: Flat (4 B/dim), SQfp16 (2 B/dim, lossless for the
     float16 embeddings), SQ8 (1 B/dim), then PQ. HNSW is offered as `kind="hnsw"` but not picked
     by auto on CPU: its build is ~5x slower than IVF's here for the same recall and latency.
+    `ivf_only` (on-disk lists): auto never picks exact Flat, and a kind without inverted lists is an error.
     """
+    if ivf_only and (kind in ("flat", "hnsw") or (kind not in KINDS and not kind.startswith("IVF"))):
+        raise CuratorError(f"on_disk=True needs an IVF index, but kind {kind!r} has no inverted lists",
+                           "use kind='auto' or an IVF kind ('ivf', 'ivf-sq8', 'IVF4096,SQ8', ...), or on_disk=False")
     if kind not in KINDS:
         if "," in kind or kind.startswith(("IVF", "HNSW", "Flat", "PQ", "OPQ", "PCA", "SQ", "LSH")):
             return kind, "faiss factory string given"
@@ -196,7 +202,7 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
     if kind == "ivf-pq":
         return f"IVF{nlist},{_pq_spec(n, d, max(1, d // 4))}", "asked for IVF with product quantization"
     # auto
-    if n <= FLAT_MAX:
+    if n <= FLAT_MAX and not ivf_only:
         if n * d * 4 <= budget:
             return "Flat", f"{n} <= {FLAT_MAX} vectors: exact search is fast enough"
     for spec, nbytes, why in (("Flat", 4, "fits in memory as float32"), ("SQfp16", 2, "float16 storage fits the budget"),
@@ -390,7 +396,10 @@ class SimilarityIndex:
             faiss.write_index(self.index, str(tmp))
         self.params["count"] = self.ntotal
         self.params["index_bytes"] = path.stat().st_size
+        data = ondisk.data_file(self.index)
+        self.params["ivfdata"] = data.name if data is not None else None
         write_json(params_path(self.ws, self.run), self.params)
+        ondisk.remove_stale(path, self.params["ivfdata"])  # only after the params naming the new file are written
         _CACHE.pop((str(path), self.backend), None)
 
 
@@ -540,14 +549,16 @@ def params_path(ws: "Workspace", run: str) -> Path:
 
 def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "cosine", *, rebuild: bool = False,
                 target_recall: float = 0.95, memory_budget_gb: float | None = None, device: str = "auto",
-                seed: int = 0, progress: bool = True, client: Any = None, shard_rows: int | None = None
-                ) -> SimilarityIndex:
+                seed: int = 0, progress: bool = True, client: Any = None, shard_rows: int | None = None,
+                on_disk: bool = False) -> SimilarityIndex:
     """Build (or reuse, or extend) the similarity index of `run`'s embeddings and save it.
 
     An existing index with the same kind and metric over the same embeddings is reused; if chips
     were embedded since, they are added without a rebuild. IVF/HNSW search knobs are calibrated
     to reach `target_recall` recall@10 on sampled chips against exact search. With a Dask cluster
     (`client=`, $CURATOR_DASK_SCHEDULER or the current Client) the shards are added on its workers.
+    `on_disk=True` keeps the IVF lists in a memory-mapped `.ivfdata` file beside the index (built in
+    blocks of `shard_rows`, on the workers when there is a cluster), for runs whose codes exceed RAM.
     """
     import faiss
 
@@ -567,6 +578,7 @@ def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "co
         except json.JSONDecodeError:
             old = {}
         same = (old.get("kind") == kind and old.get("metric") == metric and old.get("dim") == d
+                and bool(old.get("ivfdata")) == bool(on_disk)
                 and old.get("embeddings", {}).get("fingerprint") == fingerprint(emb)
                 and old.get("target_recall") == target_recall and (old.get("count") or 0) <= n)
         if same:
@@ -575,16 +587,25 @@ def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "co
             return load_index(ws, run, device=device)
     backend = resolve_backend(device)
     cluster = get_client(client)
-    if cluster is not None and backend == "faiss-cpu":
+    data_path = ondisk.new_data_path(ws.index_path(run)) if on_disk else None
+    if data_path is not None:
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+    if cluster is not None and (backend == "faiss-cpu" or on_disk):
         import functools
 
-        from .cluster_index import shard_adder
+        from .cluster_index import shard_adder, shard_writer
         from .shards import ShardedEmbeddings
 
+        prep = functools.partial(prepare, metric=metric)
         with ShardedEmbeddings(emb, client=cluster, shard_rows=shard_rows) as sh:
+            add = (shard_writer(sh, prep, data_path, CHUNK, progress) if on_disk
+                   else shard_adder(sh, prep, CHUNK, progress))
             sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb,
-                             seed=seed, progress=progress, add=shard_adder(sh, functools.partial(prepare, metric=metric),
-                                                                           CHUNK, progress))
+                             seed=seed, progress=progress, add=add, ivf_only=on_disk)
+    elif on_disk:
+        sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb, seed=seed,
+                         progress=progress, ivf_only=True,
+                         add=_block_adder(emb, metric, data_path, shard_rows, progress, f"index {run} (on disk)"))
     else:
         sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb, seed=seed,
                          gpu=backend == "faiss-gpu", progress=progress, desc=f"index {run}")
@@ -603,17 +624,19 @@ def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "co
 
 def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, target_recall: float = 0.95,
                memory_budget_gb: float | None = None, seed: int = 0, gpu: bool = False, progress: bool = False,
-               desc: str = "index", add: Callable[[Any], Any] | None = None) -> SimilarityIndex:
+               desc: str = "index", add: Callable[[Any], Any] | None = None, ivf_only: bool = False
+               ) -> SimilarityIndex:
     """Build an in-memory index over rows of `x` (an array or the embeddings memmap), train it on a
     sample, and calibrate its knob; `build_index` saves one of these into the workspace.
-    `add(trained_empty_index) -> filled index` replaces the chunked add (the cluster path's shards)."""
+    `add(trained_empty_index) -> filled index` replaces the chunked add (the cluster path's shards,
+    on-disk blocks); `ivf_only` keeps the index IVF (on-disk lists need one)."""
     import faiss
 
     if metric not in METRICS:
         raise CuratorError(f"unknown metric {metric!r}", f"use one of {', '.join(METRICS)}")
     n, d = x.shape
     budget = memory_budget_bytes(memory_budget_gb)
-    factory, why = choose_factory(n, d, kind, budget)
+    factory, why = choose_factory(n, d, kind, budget, ivf_only=ivf_only)
     t0 = time.perf_counter()
     try:
         index = faiss.index_factory(d, factory, faiss.METRIC_L2)
@@ -661,7 +684,8 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
     if params.get("knob_name"):
         value, recall = calibrate(sim, target_recall, seed=seed)
         params.update(knob=int(value), recall_at_10=round(recall, 4))
-        if kind == "auto" and params["knob_name"] == "nprobe" and value > params["nlist"] // 4 and n * d * 4 <= budget:
+        if (kind == "auto" and params["knob_name"] == "nprobe" and value > params["nlist"] // 4 and n * d * 4 <= budget
+                and not ivf_only):
             # no cluster structure (e.g. random vectors): IVF would scan >25% of its lists, exact Flat is as fast
             index = faiss.IndexFlatL2(d)
             for _, xb in _chunks(x, metric, 0, n):
@@ -675,6 +699,25 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
         params["recall_at_10"] = 1.0 if factory == "Flat" else None
     params["build_seconds"] = round(time.perf_counter() - t0, 3)
     return sim
+
+
+def _block_adder(emb: np.ndarray, metric: str, data_path: Path, block_rows: int | None, progress: bool,
+                 desc: str) -> Callable[[Any], Any]:
+    """An `add=` for make_index that fills on-disk lists one block of rows at a time (one block in memory)."""
+    from .progress import progress_bar as tqdm
+    from .shards import DEFAULT_SHARD_ROWS
+
+    rows = int(block_rows or DEFAULT_SHARD_ROWS)
+    if rows < 1:
+        raise CuratorError(f"shard_rows={block_rows} must be positive", "use e.g. 262144 rows per block")
+
+    def add(index: Any) -> Any:
+        n = emb.shape[0]
+        blocks = ((lo, prepare(emb[lo:min(n, lo + rows)], metric)) for lo in range(0, n, rows))
+        with tqdm(total=n, desc=desc, unit="vec", disable=not progress or n < 200_000, leave=False) as bar:
+            return ondisk.build_blocks(index, blocks, data_path, on_block=bar.update)
+
+    return add
 
 
 def calibrate(sim: SimilarityIndex, target: float = 0.95, k: int = RECALL_K, queries: int = CALIBRATION_QUERIES,
@@ -775,8 +818,12 @@ def load_index(ws: "Workspace", run: str, device: str = "auto", check: bool = Tr
         raise CuratorError(f"index file {path} ({path.stat().st_size} bytes) does not match its parameters "
                            f"({params.get('index_bytes')} bytes): a write was interrupted",
                            f"rebuild: build_index(ws, {run!r}, rebuild=True)")
+    data = params.get("ivfdata")
+    if data and not (path.parent / data).exists():
+        raise CuratorError(f"index of run {run!r} keeps its lists in {path.parent / data}, which is missing",
+                           f"rebuild: build_index(ws, {run!r}, rebuild=True, on_disk=True)")
     try:
-        index = faiss.read_index(str(path))
+        index = ondisk.read(path) if data else faiss.read_index(str(path))
     except RuntimeError as e:
         raise CuratorError(f"index file {path} is unreadable ({str(e).splitlines()[0][:160]})",
                            f"rebuild: build_index(ws, {run!r}, rebuild=True)") from None
@@ -825,10 +872,27 @@ def add_to_index(ws: "Workspace", run: str, progress: bool = True) -> int:
     from .progress import progress_bar as tqdm
 
     start = sim.ntotal
-    with tqdm(total=new, desc=f"add to {run}", unit="vec", disable=not progress or new < 200_000, leave=False) as bar:
-        for _, x in _chunks(emb, sim.metric, start, emb.shape[0]):
-            sim.index.add(x)
-            bar.update(len(x))
+    if ondisk.is_on_disk(sim.index):  # never written in place: old lists + the new block merged into a fresh file
+        import shutil
+        import tempfile
+
+        import faiss
+
+        tmp = Path(tempfile.mkdtemp(prefix=".blocks-", dir=ws.index_path(run).parent))
+        try:
+            block = str(tmp / "added.faiss")
+            ondisk.fill_block(faiss.serialize_index(ondisk.empty_like(sim.index)),
+                              prepare(emb[start:], sim.metric), start, block)
+            sim.index = ondisk.merge(ondisk.empty_like(sim.index), [sim.index, block],
+                                     ondisk.new_data_path(ws.index_path(run)))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with tqdm(total=new, desc=f"add to {run}", unit="vec", disable=not progress or new < 200_000,
+                  leave=False) as bar:
+            for _, x in _chunks(emb, sim.metric, start, emb.shape[0]):
+                sim.index.add(x)
+                bar.update(len(x))
     p.setdefault("added", []).append({"from": start, "count": new, "time": _now()})
     sim.save()
     ws.record("index", run, {"factory": p["factory"], "metric": p["metric"], "count": p["count"],

@@ -130,6 +130,15 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
     D2, I2 = ref.search_prepared(q, 10)
     np.testing.assert_array_equal(I1, I2)
     np.testing.assert_array_equal(D1, D2)
+    # on-disk lists: each worker writes its shard's block file, this process merges them into one .ivfdata
+    disk = build_index(ws, "r", kind="ivf", metric="l2", client=local_client, shard_rows=700, progress=True,
+                       on_disk=True)
+    assert bars["index: shard blocks (cluster)"] == [(5, 5, False)] and disk.params["ivfdata"]
+    assert [p.name for p in ws.index_path("r").parent.glob("*.ivfdata")] == [disk.params["ivfdata"]]
+    assert not list(ws.index_path("r").parent.glob(".shards-*"))
+    D3, I3 = disk.search_prepared(q, 10)
+    np.testing.assert_array_equal(I3, I2)
+    np.testing.assert_array_equal(D3, D2)
 
     # an active-learning round of ActiveLoop(client=): scored on the workers, the same batch and scores
     from curator_widgets.active import ActiveLoop, Oracle

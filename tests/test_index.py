@@ -168,6 +168,61 @@ def test_add_new_chips_without_rebuild(embedded_ws):
     assert again.ntotal == 2055 and again.params["created"] == created
 
 
+def test_on_disk_lists_search_like_memory_survive_a_move_and_grow_without_writing_in_place(embedded_ws, tmp_path):
+    ws, X = embedded_ws(n=3000, d=16)
+    mem = ix.make_index(np.asarray(X, np.float32), "cosine", "ivf")
+    sim = ix.build_index(ws, "r", kind="ivf", on_disk=True, shard_rows=700, progress=False)  # 5 blocks, merged
+    data = ix.params_path(ws, "r").parent / sim.params["ivfdata"]
+    assert data.exists() and data.name.startswith("r.") and data.suffix == ".ivfdata"
+    assert ix.ondisk.is_on_disk(sim.index) and sim.params["factory"] == mem.params["factory"]
+    assert not list(data.parent.glob(".blocks-*"))  # block files are gone after the merge
+    q = np.asarray(X[:40], np.float32)
+    D1, I1 = sim.search_prepared(ix.prepare(q, "cosine"), 10)
+    D2, I2 = mem.search_prepared(ix.prepare(q, "cosine"), 10)
+    np.testing.assert_array_equal(I1, I2)  # global ids, same list order as one in-memory add
+    np.testing.assert_array_equal(D1, D2)
+    before = ix.search(ws, "r", ids=1, k=10).ids.tolist()
+
+    # the workspace moves: the lists are found beside the index, not at the path they were written to
+    moved = tmp_path / "moved"
+    shutil.move(str(ws.root), moved)
+    from curator_widgets.workspace import Workspace
+
+    ws = Workspace.open(moved)
+    ix._CACHE.clear()
+    loaded = ix.load_index(ws, "r")
+    assert ix.ondisk.data_file(loaded.index).parent == (moved / "index").resolve() or \
+        ix.ondisk.data_file(loaded.index).parent == moved / "index"
+    assert ix.search(ws, "r", ids=1, k=10).ids.tolist() == before
+
+    # growing: old lists + the new block are merged into a fresh file; the old one is removed after
+    old_data = moved / "index" / sim.params["ivfdata"]
+    old_bytes = old_data.read_bytes()
+    grow(ws, (X[:30] + 0.01).astype(np.float32))
+    assert ix.add_to_index(ws, "r", progress=False) == 30
+    p = json.loads(ix.params_path(ws, "r").read_text())
+    assert p["count"] == 3030 and p["ivfdata"] != sim.params["ivfdata"]
+    assert not old_data.exists() and [f.name for f in (moved / "index").glob("*.ivfdata")] == [p["ivfdata"]]
+    assert len(old_bytes) > 0
+    ix._CACHE.clear()
+    assert 3003 in ix.search(ws, "r", ids=3, k=3).ids  # the near-copy of chip 3 is found
+
+    # a rebuild in memory drops the data file; its loss is a clear error, never a crash
+    ix.build_index(ws, "r", kind="ivf", on_disk=True, rebuild=True, progress=False)
+    name = json.loads(ix.params_path(ws, "r").read_text())["ivfdata"]
+    (moved / "index" / name).unlink()
+    ix._CACHE.clear()
+    with pytest.raises(CuratorError, match="which is missing") as e:
+        ix.load_index(ws, "r")
+    assert "on_disk=True" in e.value.fix
+    ix.build_index(ws, "r", kind="ivf", rebuild=True, progress=False)
+    assert not list((moved / "index").glob("*.ivfdata")) and json.loads(ix.params_path(ws, "r").read_text())["ivfdata"] is None
+    with pytest.raises(CuratorError, match="needs an IVF index"):
+        ix.build_index(ws, "r", kind="flat", on_disk=True, rebuild=True)
+    auto = ix.build_index(ws, "r", on_disk=True, rebuild=True, progress=False)  # 3,030 chips: auto still takes IVF
+    assert auto.params["factory"].startswith("IVF") and auto.params["ivfdata"]
+
+
 def test_mismatch_errors(embedded_ws):
     ws, X = embedded_ws(n=500, d=16)
     with pytest.raises(CuratorError, match="run 'r' has no similarity index") as e:
@@ -415,6 +470,9 @@ def test_cli_index_search(embedded_ws, capsys, tmp_path):
     grow(ws, X[:3])
     assert main(["index", "-w", str(ws.root), "--add"]) == 0
     assert "added 3 chips" in capsys.readouterr().out
+    assert main(["index", "-w", str(ws.root), "--kind", "ivf", "--on-disk"]) == 0  # not up to date: rebuilt
+    out = capsys.readouterr().out
+    assert "lists on disk: r." in out and ".ivfdata" in out and "603 chips" in out
 
 
 def test_search_benchmark_quick(tmp_path):

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-gb", type=float, help="memory the index may use (default: a quarter of RAM)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if an up-to-date index exists")
     p.add_argument("--add", action="store_true", help="only add chips embedded since the index was built")
+    p.add_argument("--on-disk", action="store_true",
+                   help="keep the IVF lists in a memory-mapped RUN.<token>.ivfdata file (runs whose codes exceed RAM)")
     add_scheduler(p, "the shard adds (IVF kinds; trained here, filled on the workers)")
     p.set_defaults(func=_index)
 
@@ -82,13 +84,15 @@ def _index(args: argparse.Namespace) -> int:
         print(f"added {added} chips; index {run} now holds {sim.ntotal}")
     else:
         sim = build_index(ws, run, kind=args.kind, metric=args.metric, rebuild=args.rebuild,
-                          target_recall=args.target_recall, memory_budget_gb=args.memory_gb, client=client_of(args))
+                          target_recall=args.target_recall, memory_budget_gb=args.memory_gb, client=client_of(args),
+                          on_disk=args.on_disk)
     p = sim.params
     print(f"index {run}: {p['factory']} over {p['count']} chips x {p['dim']} ({p['metric']})")
     if p.get("knob_name"):
         print(f"  {p['knob_name']}={p['knob']} gives recall@10={p.get('recall_at_10')} (target {p['target_recall']})")
     print(f"  why: {p['reason']}")
-    print(f"  built in {p.get('build_seconds')} s -> {ws.index_path(run)}")
+    print(f"  built in {p.get('build_seconds')} s -> {ws.index_path(run)}"
+          + (f" (lists on disk: {p['ivfdata']})" if p.get("ivfdata") else ""))
     return 0
 
 
