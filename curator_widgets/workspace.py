@@ -260,22 +260,32 @@ class Workspace:
 
     def ingest(self, source: Source, region: BBox | Sequence[float] | None = None,
                dates: Sequence[str] | str | None = None, size: int | None | str = "auto", overlap: float = 0.0,
-               boundary: str = "shift", progress: bool = True) -> IngestResult:
+               boundary: str = "shift", progress: bool = True, client: Any = None) -> IngestResult:
         """Cut chips from `source` into this workspace; re-running adds only what is missing.
 
         `size="auto"` is the source's own default: a folder's images whole, at their own size
         (used in place); 256 px chips for map sources. An ingest that adds and finds nothing
-        is an error that says why (e.g. every image smaller than the chip size).
+        is an error that says why (e.g. every image smaller than the chip size). With a Dask
+        cluster (`client=`, $CURATOR_DASK_SCHEDULER or the current Client) the source's pieces
+        (GIBS dates, groups of folder images) are cut on its workers; the ids are the same.
         """
+        from .cluster import get_client
+
         if size == "auto":
             size = getattr(source, "default_size", 256)
         if size is not None and (isinstance(size, (bool, str)) or int(size) != size or int(size) < 1):
             raise CuratorError(f"chip size {size!r} is not a positive number of pixels",
                                "pass e.g. size=64 or 256 (or size=None to use whole images)")
         region_t = None if region is None else BBox.coerce(region).as_tuple()
-        result = self.add_chips(source.chips(region=region_t, dates=dates, size=size, overlap=overlap,
-                                             boundary=boundary),
-                                progress=f"{source.name} chips" if progress else False)
+        cluster = get_client(client)
+        if cluster is not None:
+            from .cluster_ingest import cluster_ingest
+
+            result = cluster_ingest(self, source, cluster, region_t, dates, size, overlap, boundary, progress)
+        else:
+            result = self.add_chips(source.chips(region=region_t, dates=dates, size=size, overlap=overlap,
+                                                 boundary=boundary),
+                                    progress=f"{source.name} chips" if progress else False)
         result.skipped = list(source.errors)
         if result.added == 0 and result.existing == 0:
             reasons = sorted({e.reason for e in result.skipped})

@@ -273,3 +273,121 @@ def test_scale_embed_benchmark_quick(tmp_path):
     assert on_disk["cluster_equals_single"] is True and all(r["max_abs_diff"] <= bench.ATOL for r in rows)
     table = bench.doc_tables(doc)["embed"]
     assert table.count("\n| ") == 4 and "cluster, 2 workers" in table and "commit `" in table
+
+
+# ----------------------------------------------------------------------------- ingest on the workers
+MODIS = "MODIS_Terra_CorrectedReflectance_TrueColor"
+
+
+def same_manifests(a, b) -> None:
+    """Same chips under the same ids, same metadata, same pixels (paths differ: chips/ vs chips/parts/)."""
+    from curator_widgets.images import read_image
+
+    ma, mb = a.manifest, b.manifest
+    assert ma["key"].tolist() == mb["key"].tolist() and ma["id"].tolist() == mb["id"].tolist()
+    cols = [c for c in ma.columns if c not in ("path", "flags")]
+    assert ma[cols].equals(mb[cols])
+    assert [list(f) for f in ma["flags"]] == [list(f) for f in mb["flags"]]
+    for i in range(0, len(ma), max(1, len(ma) // 7)):
+        np.testing.assert_array_equal(read_image(a.chip_path(i)), read_image(b.chip_path(i)))
+
+
+def test_gibs_ingest_cut_by_date_on_the_workers_gives_the_single_process_ids(local_client, gibs_server, tmp_path,
+                                                                            monkeypatch):
+    import pyarrow.parquet as pq
+
+    from curator_widgets.cluster_ingest import PARTS, parts_dataset
+    from curator_widgets.sources.gibs import GIBSSource
+    from curator_widgets.workspace import Workspace
+
+    bars = record_bars(monkeypatch)
+    region, dates = (-20, -10, 40, 35), ("2020-09-26", "2020-09-27")  # 09-26 has no imagery: 404, reported
+
+    def src(name):
+        return GIBSSource(MODIS, base_url=gibs_server.base_url, progress=False, retries=1, level=2,
+                          cache=tmp_path / name)
+
+    one, many = Workspace.create(tmp_path / "one"), Workspace.create(tmp_path / "many")
+    with pytest.warns(UserWarning, match="2020-09-26: no tiles"):
+        r1 = one.ingest(src("c1"), region=region, dates=dates, size=64, progress=False)
+    s2 = src("c2")
+    with pytest.warns(UserWarning, match="2020-09-26: no tiles"):  # the workers' problems are warned here too
+        r2 = many.ingest(s2, region=region, dates=dates, size=64, client=local_client)
+    assert r2.added == r1.added > 0 and r2.ids == r1.ids
+    assert [e.where for e in r2.skipped] == [e.where for e in r1.skipped] and "2020-09-26" in r2.skipped[0].where
+    assert s2.stats["chips"] == r1.added and len(s2.reports) == 2  # the workers' counters reach the caller
+    assert bars["gibs pieces (cluster)"] == [(2, 2, False)]
+    same_manifests(one, many)
+    assert all(p.startswith("chips/parts/gibs-") for p in many.manifest["path"])
+    parts = sorted((many.root / PARTS).glob("*.parquet"))
+    assert len(parts) == 2 and parts_dataset(many).count_rows() == r2.added
+    complete = {p.name: pq.read_schema(p).metadata[b"curator_complete"] for p in parts}
+    assert sorted(complete.values()) == [b"0", b"1"]  # the 404 date is not done: a re-run tries it again
+
+    # a re-run cuts only the unfinished piece and adds nothing; ids unchanged
+    before = gibs_server.tile_requests()
+    with pytest.warns(UserWarning, match="2020-09-26: no tiles"):
+        r3 = many.ingest(src("c3"), region=region, dates=dates, size=64, client=local_client, progress=False)
+    again = gibs_server.tile_requests()[len(before):]
+    assert r3.added == 0 and r3.existing == r1.added and again and all("2020-09-26" in p for p in again)
+    assert many.manifest["key"].tolist() == one.manifest["key"].tolist()
+
+
+def test_folder_ingest_on_a_cli_cluster_survives_a_killed_worker(cli_cluster, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from curator_widgets.sources import folder as folder_mod
+    from curator_widgets.sources.folder import FolderSource
+    from curator_widgets.workspace import Workspace
+
+    rng = np.random.default_rng(0)
+    for c in ("forest", "river", "beach"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    (tmp_path / "imgs" / "river" / "broken.png").write_bytes(b"not a png")
+    monkeypatch.setattr(folder_mod, "PIECE_FILES", 1)  # 25 pieces: a worker dies with some of them in flight
+
+    with pytest.warns(UserWarning, match="broken.png"):
+        one = Workspace.create(tmp_path / "one")
+        r1 = one.ingest(FolderSource(tmp_path / "imgs"), size=16, progress=False)
+    many = Workspace.create(tmp_path / "many")
+    client = connect(cli_cluster.address)
+    out: dict = {}
+    run = threading.Thread(target=lambda: out.update(r=many.ingest(FolderSource(tmp_path / "imgs"), size=16,
+                                                                     client=client, progress=False)))
+    run.start()
+    parts = many.root / "manifest.parts"
+    while run.is_alive() and len(list(parts.glob("*.parquet"))) < 3:
+        time.sleep(0.005)
+    victim = cli_cluster.workers[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    done_at_kill = len(list(parts.glob("*.parquet")))
+    run.join(240)
+    assert not run.is_alive()
+    r2 = out["r"]
+    assert victim.wait(10) == -signal.SIGKILL
+    cli_cluster.workers.remove(victim)
+    cli_cluster.start_worker()
+    assert r2.added == r1.added == 24 * 9 and r2.ids == r1.ids  # 40x48 images: 3 x 3 chips of 16 px (shifted)
+    assert done_at_kill < 25  # the worker died with pieces still to cut
+    assert [e.where for e in r2.skipped] == [e.where for e in r1.skipped]
+    same_manifests(one, many)
+    # nothing duplicated: one chip file per manifest row, in the pieces' folders
+    files = sorted((many.root / "chips" / "parts").rglob("*.png"))
+    assert len(files) == len(many) and {str(f.relative_to(many.root)) for f in files} == set(many.manifest["path"])
+    # in-place chips (size=None) travel as absolute paths and are never copied
+    whole = Workspace.create(tmp_path / "whole")
+    with pytest.warns(UserWarning, match="broken.png"):
+        r3 = whole.ingest(FolderSource(tmp_path / "imgs"), client=client, progress=False)
+    assert r3.added == 24 and not (whole.root / "chips" / "parts").exists()
+    assert all(p.startswith(str(tmp_path / "imgs")) for p in whole.manifest["path"])
+    with pytest.raises(CuratorError, match="is not inside the image folder"):
+        list(FolderSource(tmp_path / "imgs").chips(files=["../one/workspace.json"]))
+    # the CLI twin: `curator ingest --scheduler ADDRESS`
+    from curator_widgets.cli import main
+
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert main(["ingest", "-w", str(tmp_path / "cli"), "--source", "folder", "--folder", str(tmp_path / "imgs"),
+                     "--size", "16", "--scheduler", cli_cluster.address]) == 0
+    same_manifests(one, Workspace.open(tmp_path / "cli"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._cluster import add_scheduler, client_of
+
 
 def _catalog_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--capabilities", metavar="FILE_OR_URL",
@@ -51,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--max-tiles", type=int, default=20000)
     d.add_argument("--cache", help="tile/catalog cache folder (default $CURATOR_CACHE_DIR or ~/.cache/curator_widgets)")
     _catalog_args(d)
+    add_scheduler(d, "the cutting (one task per date)")
     d.set_defaults(func=_download)
 
     sv = gsub.add_parser("serve", help="serve the offline Blue Marble through GIBS's URL layout on loopback")
@@ -121,7 +124,7 @@ def _download(args: argparse.Namespace) -> int:
     say_antimeridian(args.bbox)
     ws = Workspace.open_or_create(args.workspace)
     res = ws.ingest(src, region=args.bbox, dates=dates, size=args.tile_size, overlap=args.overlap,
-                    boundary=args.boundary)
+                    boundary=args.boundary, client=client_of(args))
     print(f"{src.layer.identifier} level {src.level} ({src.tms.identifier}): added {res.added} chips, "
           f"{res.existing} already present; {src.stats['blank_dropped']} blank dropped, "
           f"{src.stats['held_back']} held back")

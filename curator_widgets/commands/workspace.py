@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._cluster import add_scheduler, client_of
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="cut chips from a source into a workspace")
@@ -16,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=float, default=0.0)
     p.add_argument("--boundary", choices=["shift", "partial", "discard"], default="shift")
     p.add_argument("--level", type=int, default=3, help="GIBS 500m tile-matrix level for bluemarble (0-3)")
+    add_scheduler(p, "the cutting (folder images in groups of 512; one piece for bluemarble)")
     p.set_defaults(func=_ingest)
 
     q = sub.add_parser("info", help="describe a workspace")
@@ -41,7 +44,8 @@ def _ingest(args: argparse.Namespace) -> int:
         raise CuratorError(f"--size {size} is not a chip size", "pass a positive number of pixels, e.g. --size 64")
     say_antimeridian(args.bbox)
     ws = Workspace.open_or_create(args.workspace)
-    res = ws.ingest(source, region=args.bbox, size=size, overlap=args.overlap, boundary=args.boundary)
+    res = ws.ingest(source, region=args.bbox, size=size, overlap=args.overlap, boundary=args.boundary,
+                    client=client_of(args))
     print(f"added {res.added} chips, {res.existing} already present, {len(res.skipped)} skipped")
     for s in res.skipped[:20]:
         print(f"  skipped {s.where}: {s.reason}")

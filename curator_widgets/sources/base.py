@@ -47,6 +47,13 @@ class Source(ABC):
               size: int | None = 256, overlap: float = 0.0, boundary: str = "shift") -> Iterator[Chip]:
         """Yield chips of `size` px over `region` for each date, with `overlap` as a fraction."""
 
+    def partitions(self, region: BBox | Sequence[float] | None = None,
+                   dates: Sequence[str] | str | None = None) -> list[dict[str, Any]]:
+        """Independent pieces of an ingest, as keyword arguments for `chips` (with size, overlap and
+        boundary added), whose chips in this order are exactly the chips of one call: the unit a Dask
+        worker cuts. One piece unless a source knows better (GIBS: a date; folders: groups of files)."""
+        return [{"region": region, "dates": dates}]
+
     def describe(self) -> dict[str, Any]:
         """Parameters recorded in workspace.json for provenance."""
         return {"source": self.name}

@@ -14,6 +14,9 @@ from .base import Chip, Source
 from .tiling import Boundary, cut, grid_windows
 
 
+PIECE_FILES = 512  # images per piece a Dask worker ingests (a few seconds of decoding each)
+
+
 class FolderSource(Source):
     """Images under `root`. With `size=None` each image is one chip, used in place (never copied
     or moved); with a size, each image is cut into chips written to the workspace."""
@@ -44,18 +47,38 @@ class FolderSource(Source):
                                "point FolderSource at a folder that contains image files")
         return files
 
+    def _inside(self, rel: str) -> Path:
+        """A piece's relative path as a file under the root (never one outside it)."""
+        parts = Path(rel).parts
+        path = self.root / rel
+        if Path(rel).is_absolute() or ".." in parts or not parts:
+            raise CuratorError(f"{rel!r} is not inside the image folder {self.root}",
+                               "pass paths relative to the folder, as FolderSource.partitions gives them")
+        return path
+
     def label_of(self, path: Path) -> str | None:
         """The class-folder name (the image's parent folder), or None for images at the root."""
         if not self.labels or path.parent == self.root:
             return None
         return path.parent.name
 
-    def chips(self, region: BBox | Sequence[float] | None = None, dates: Sequence[str] | str | None = None,
-              size: int | None = None, overlap: float = 0.0, boundary: Boundary = "shift") -> Iterator[Chip]:
-        """Yield one chip per image (size=None) or a grid of chips per image; corrupt files are skipped."""
+    def partitions(self, region: BBox | Sequence[float] | None = None,
+                   dates: Sequence[str] | str | None = None) -> list[dict]:
+        """Groups of PIECE_FILES images in the sorted order `chips` reads them (relative paths)."""
         if region is not None or dates:
             warnings.warn("a folder of images has no georeference: region and dates are ignored", stacklevel=2)
-        for path in self.files():
+        rel = [p.relative_to(self.root).as_posix() for p in self.files()]
+        return [{"files": rel[i:i + PIECE_FILES]} for i in range(0, len(rel), PIECE_FILES)]
+
+    def chips(self, region: BBox | Sequence[float] | None = None, dates: Sequence[str] | str | None = None,
+              size: int | None = None, overlap: float = 0.0, boundary: Boundary = "shift",
+              files: Sequence[str] | None = None) -> Iterator[Chip]:
+        """Yield one chip per image (size=None) or a grid of chips per image; corrupt files are skipped.
+        `files` (paths relative to the root, as `partitions` gives them) limits it to those images."""
+        if region is not None or dates:
+            warnings.warn("a folder of images has no georeference: region and dates are ignored", stacklevel=2)
+        paths = self.files() if files is None else [self._inside(f) for f in files]
+        for path in paths:
             rel = path.relative_to(self.root).as_posix()
             try:
                 image = read_image(path)

@@ -137,6 +137,11 @@ class GIBSSource(Source):
                                "or raise max_tiles")
         return dates_list, pr, windows, tiles
 
+    def partitions(self, region: BBox | Sequence[float] | None = None,
+                   dates: Sequence[str] | str | None = None) -> list[dict]:
+        """One piece per date, in the order `chips` visits them (each date is fetched and cut on its own)."""
+        return [{"region": region, "dates": t} for t in self.layer.resolve_dates(dates)]
+
     # -------------------------------------------------------------- chips
     def chips(self, region: BBox | Sequence[float] | None = None, dates: Sequence[str] | str | None = None,
               size: int | None = 256, overlap: float = 0.0, boundary: Boundary = "shift") -> Iterator[Chip]:
