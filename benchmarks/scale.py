@@ -29,7 +29,7 @@ from sampling_speed import mixture  # noqa: E402
 from curator_widgets import acquisition  # noqa: E402
 from curator_widgets.cluster import LoopbackCluster, connect  # noqa: E402
 from curator_widgets.cluster_active import cluster_score_and_pick  # noqa: E402
-from curator_widgets.cluster_index import shard_adder  # noqa: E402
+from curator_widgets.cluster_index import shard_adder, shard_writer  # noqa: E402
 from curator_widgets.cluster_sampling import cluster_farthest_point_sample  # noqa: E402
 from curator_widgets.heads import make_head  # noqa: E402
 from curator_widgets.index import CHUNK, make_index, prepare  # noqa: E402
@@ -72,7 +72,7 @@ def worker_peak_rss(client) -> dict[str, float]:
     return {addr: round(v, 1) for addr, v in client.run(peak).items()}
 
 
-def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: int) -> dict:
+def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: int, tmp: Path) -> dict:
     n, d = X.shape
     row: dict = {"N": n, "d": d, "shard_rows": shard_rows, "shards": -(-n // shard_rows)}
     with ShardedEmbeddings(X, client=client, shard_rows=shard_rows) as sh:
@@ -93,6 +93,16 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
                    index_cluster_s=round(t, 2), index_single_s=round(t1, 2),
                    recall_at_10=sim_c.params.get("recall_at_10"), recall_single=sim_s.params.get("recall_at_10"),
                    query_p50_ms=round(p50_query_ms(sim_c, q[:200]), 3), index_same_results=same)
+        # on-disk lists: the workers write block files, this process merges them into one memory-mapped file
+        data = tmp / f"x{n}.ivfdata"
+        sim_d, t = timed(lambda: make_index(X, "l2", "ivf", seed=seed, ivf_only=True, add=shard_writer(
+            sh, lambda x: prepare(x, "l2"), data, CHUNK, progress=False)))
+        row.update(index_ondisk_cluster_s=round(t, 2), ondisk_GB=round(data.stat().st_size / 1e9, 3),
+                   index_ondisk_same_results=bool(np.array_equal(sim_d.search_prepared(q, 10)[1],
+                                                                 sim_s.search_prepared(q, 10)[1])),
+                   query_ondisk_p50_ms=round(p50_query_ms(sim_d, q[:200]), 3))
+        del sim_d
+        data.unlink()
 
         rng = np.random.default_rng(seed)
         labelled = np.sort(rng.choice(n, 512, replace=False))
@@ -106,7 +116,7 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
         row.update(al_fit_s=round(t_fit, 2), al_round_cluster_s=round(t_fit + t, 2),
                    al_round_single_s=round(t_fit + t1, 2), al_same_picks=bool(np.array_equal(cpk, spk)))
         row["worker_peak_rss_mib"] = worker_peak_rss(client)
-    for key in ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s"):
+    for key in ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s", "index_ondisk_cluster_s"):
         row[key.replace("_s", "_us_per_chip")] = round(1e6 * row[key] / n, 3)
     row["fps_step_ns_per_chip"] = round(1e6 * row["fps_step_p50_ms"] / n, 3)
     return row
@@ -151,18 +161,19 @@ def main(argv=None) -> dict:
         client.run(lambda: __import__("torch").zeros(1))
         for n in args.sizes:
             X = write_npy(Path(tmp) / f"x{n}.npy", n, args.d, seed=0)
-            rows.append(one_size(client, X, args.k, args.al_n, args.shard_rows, args.queries, seed=0))
+            rows.append(one_size(client, X, args.k, args.al_n, args.shard_rows, args.queries, seed=0, tmp=Path(tmp)))
             print(rows[-1], flush=True)
             del X
     first, last = rows[0], rows[-1]
     ratio = {k: round(last[k] / first[k], 2) if first[k] else None
              for k in ("fps_cluster_us_per_chip", "index_cluster_us_per_chip", "al_round_cluster_us_per_chip",
-                       "fps_step_ns_per_chip")}
+                       "fps_step_ns_per_chip", "index_ondisk_cluster_us_per_chip")}
     res = {"benchmark": "scale", "workers": args.workers, "threads_per_worker": 1, "rows": rows,
            "cost_per_chip_ratio_largest_vs_smallest": ratio, "projection": projection(rows, args.workers),
            "quick": args.quick}
     print(markdown_table(["N", "shards", "fps_step_p50_ms", "fps_cluster_s", "fps_single_s", "fps_same_picks",
                           "index_cluster_s", "recall_at_10", "query_p50_ms", "index_same_results",
+                          "index_ondisk_cluster_s", "query_ondisk_p50_ms", "index_ondisk_same_results",
                           "al_round_cluster_s", "al_same_picks"], rows))
     print("cost per chip, largest / smallest:", ratio)
     return write_results(args.out, res, seeds=[0], started=started)
