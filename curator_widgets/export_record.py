@@ -40,8 +40,32 @@ def read_export_record(dest: Path, record_name: str, corrupt_fix: str) -> dict[s
 
 
 def inode_stamps(data: dict[str, Any]) -> dict[str, list[int]]:
-    """The record's `made` map (file -> [device, inode]): what this project created and may replace."""
+    """The record's `made` map (file -> [device, inode, ctime ns]; [device, inode] in records of older
+    versions): what this project created and may replace."""
     made = data.get("made", {})
     if not isinstance(made, dict):
         raise TypeError("made is not a mapping")
-    return {str(k): [int(x) for x in v] for k, v in made.items() if isinstance(v, list) and len(v) == 2}
+    return {str(k): [int(x) for x in v] for k, v in made.items() if isinstance(v, list) and len(v) in (2, 3)}
+
+
+def file_stamp(path: Path) -> list[int]:
+    """[device, inode, inode change time in ns] of the entry itself (links not followed), taken after it
+    is in place. The change time tells our entry from a later file that got the same inode number."""
+    import os
+
+    st = os.lstat(path)
+    return [st.st_dev, st.st_ino, st.st_ctime_ns]
+
+
+def same_stamp(path: Path, stamp: list[int] | None) -> bool:
+    """Whether `path` is still the entry `stamp` was taken of (a freed inode number reused by another file
+    does not match: its change time differs)."""
+    import os
+
+    if stamp is None:
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return [st.st_dev, st.st_ino, st.st_ctime_ns][:len(stamp)] == stamp

@@ -2,8 +2,8 @@
 
 The record `.curator-export.json` in `dest` says what an earlier export made. It may come from
 anywhere (a shared or unpacked folder), so it is never trusted to delete: an entry is removed
-only if it resolves inside `dest` and is the very file or link we made (same inode as recorded,
-or, for an interrupted export, a link to its source / a copy of it). The record is written
+only if it resolves inside `dest` and is the very file or link we made (same inode and inode change
+time as recorded, or, for an interrupted export, a link to its source / a copy of it). The record is written
 before any entry is placed, so a killed export resumes instead of refusing its own folder.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .atomic import write_json
-from .export_record import inode_stamps, read_export_record
+from .export_record import file_stamp, inode_stamps, read_export_record, same_stamp
 from .errors import CuratorError
 
 EXPORT_RECORD = ".curator-export.json"
@@ -57,14 +57,14 @@ def write_tree(items: Iterable[tuple[int, str, str]], dest: str | os.PathLike, m
             raise CuratorError(f"{target} exists and was not made by an earlier export",
                                "move it away or choose a new folder so nothing there is overwritten")
         if exists and previous.get(rel) == src and _kind(target, src) == mode:
-            made[rel] = _stamp(target)
+            made[rel] = file_stamp(target)
             continue
         if not Path(src).exists():
             raise CuratorError(f"image of chip {rel.split('/')[1].split('_')[0].lstrip('0') or 0} is missing: {src}",
                                "restore the file (chips must stay where the manifest says) and export again")
         target.parent.mkdir(exist_ok=True)
         _place(Path(src), target, mode)
-        made[rel] = _stamp(target)
+        made[rel] = file_stamp(target)
     for rel, src in previous.items():  # entries of the earlier export that are no longer in the set
         if rel in entries:
             continue
@@ -107,11 +107,6 @@ def _inside(root: Path, rel: str) -> Path | None:
     return folder / rel.split("/")[1]
 
 
-def _stamp(path: Path) -> list[int]:
-    st = os.lstat(path)
-    return [st.st_dev, st.st_ino]
-
-
 def _kind(target: Path, src: str) -> str:
     if target.is_symlink():
         return "symlink"
@@ -128,7 +123,7 @@ def _ours(target: Path, src: str | None, stamp: list[int] | None) -> bool:
         st = os.lstat(target)
     except OSError:
         return False
-    if stamp is not None and [st.st_dev, st.st_ino] == stamp:
+    if same_stamp(target, stamp):
         return True
     if src is None:
         return False

@@ -72,6 +72,31 @@ def test_an_existing_file_that_we_did_not_make_is_never_overwritten(labelled, tm
     assert target.read_text() == "a file the user put there"
 
 
+def test_a_user_file_that_reused_the_inode_number_of_our_link_is_not_taken_for_ours(labelled, tmp_path):
+    """The inode number of a link an export made can be reused by a file made after the link is gone; the
+    record's stamp also holds the inode change time, so that file is never overwritten or deleted."""
+    dest = tmp_path / "export"
+    store = LabelStore(labelled, task="exp")
+    store.export_tree(dest)
+    rel = next(r for r in json.loads((dest / ".curator-export.json").read_text())["made"] if r.startswith("positive/"))
+    target = dest / rel
+    target.unlink()
+    target.write_text("a file the user put there")  # may or may not get the freed number: force the case
+    st = os.lstat(target)
+    rec = json.loads((dest / ".curator-export.json").read_text())
+    assert len(rec["made"][rel]) == 3
+    rec["made"][rel] = [st.st_dev, st.st_ino, st.st_ctime_ns - 1]  # our link's stamp, had it held this number
+    (dest / ".curator-export.json").write_text(json.dumps(rec))
+    with pytest.raises(CuratorError, match="exists and was not made by an earlier export"):
+        store.export_tree(dest)
+    assert target.read_text() == "a file the user put there"
+    rec["made"][rel] = [st.st_dev, st.st_ino]  # a record from an older version (no change time) still works
+    (dest / ".curator-export.json").write_text(json.dumps(rec))
+    target.unlink()
+    store.export_tree(dest)
+    assert target.is_symlink()
+
+
 def test_a_label_folder_linking_out_is_refused(labelled, tmp_path):
     dest, elsewhere = tmp_path / "export", tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -16,7 +16,7 @@ from typing import Callable, Sequence, Union
 
 from ..atomic import atomic_path, write_json
 from ..errors import CuratorError
-from ..export_record import inode_stamps, read_export_record
+from ..export_record import file_stamp, inode_stamps, read_export_record, same_stamp
 
 RECORD = ".curator-export-files.json"
 Payload = Union[bytes, Path, Callable[[], bytes]]  # file contents, a file to copy, or a late producer
@@ -46,8 +46,7 @@ def write_files(dest: str | os.PathLike, fmt: str, files: Sequence[tuple[str, Pa
                 shutil.copyfile(payload, tmp)
             else:
                 tmp.write_bytes(payload if isinstance(payload, bytes) else payload())
-        st = os.lstat(target)
-        made[rel] = [st.st_dev, st.st_ino]
+        made[rel] = file_stamp(target)
     for rel in set(made) - set(rels):  # files of the earlier export that are no longer in the set
         old = _target(root, rel, create=False)
         if old is not None and _same_inode(old, made[rel]):
@@ -100,11 +99,7 @@ def _target(root: Path, rel: str, create: bool = True) -> Path | None:
 
 
 def _same_inode(path: Path, stamp: list[int] | None) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stamp is not None and [st.st_dev, st.st_ino] == stamp
+    return same_stamp(path, stamp)
 
 
 def _may_replace(target: Path, stamp: list[int] | None) -> bool:
