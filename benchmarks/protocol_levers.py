@@ -44,6 +44,12 @@ EMBEDDING_OPTIONS: list[tuple[str, SSLRecipe]] = [
      replace(BASE_SSL, tta=True, scales=(128,), augment=MILD_COLOUR)),
     ("64 px averaged + 128 px, mild colour jitter and no blur",
      replace(BASE_SSL, tta=True, scales=(128,), augment=MILD_COLOUR + (("blur", 0.0),))),
+    # the other SSL methods lightly ships, same views, same embedding
+    ("64 px averaged + 128 px, BYOL", replace(BASE_SSL, method="byol", tta=True, scales=(128,))),
+    ("64 px averaged + 128 px, SimSiam", replace(BASE_SSL, method="simsiam", tta=True, scales=(128,))),
+    # longer schedules, up to protocol.SSL_VIEWS_CAP, the ceiling the 30k-image CPU budget sets
+    ("64 px averaged + 128 px, 2x compute (84,000 views)", replace(BASE_SSL, tta=True, scales=(128,), views=84_000)),
+    ("64 px averaged + 128 px, 4x compute (168,000 views)", replace(BASE_SSL, tta=True, scales=(128,), views=168_000)),
 ]
 LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("head", "logistic head", {}),

@@ -13,8 +13,8 @@ import torch
 from curator_widgets.errors import CuratorError
 from curator_widgets.paths import shared_data_dir
 from curator_widgets.propagation import LabelPropagation, affinity, blend, neighbour_graph
-from curator_widgets.protocol import (DEFAULT_LOOP, DEFAULT_SSL, LoopRecipe, SSLRecipe, at_points, effort_to_recall,
-                                      embedding_quality, evaluate, session, split_classes, starters_for, summarize)
+from curator_widgets.protocol import (DEFAULT_LOOP, DEFAULT_SSL, SSL_VIEWS_CAP, LoopRecipe, SSLRecipe, at_points,
+                                      effort_to_recall, embedding_quality, evaluate, session, split_classes, starters_for, summarize)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -282,6 +282,12 @@ def test_defaults_are_the_levers_chosen_on_dev_classes():
     ssl = {**asdict(DEFAULT_SSL), "augment": dict(DEFAULT_SSL.augment)}
     assert json.loads(json.dumps(ssl)) == lev["chosen_ssl"]
     assert json.loads(json.dumps(asdict(DEFAULT_LOOP))) == lev["chosen_loop"]
+    from curator_widgets.propagation import GraphHead
+
+    head = GraphHead()  # what ActiveLoop(head="propagation") uses: the same winners
+    assert (head.head_weight, head.k, head.alpha, head.background) == (
+        DEFAULT_LOOP.head_weight, DEFAULT_LOOP.graph_k, DEFAULT_LOOP.alpha, DEFAULT_LOOP.background)
+    assert DEFAULT_SSL.views <= SSL_VIEWS_CAP  # the budget's ceiling is the 30k-image CPU cost, not a score
 
 
 def test_entropy_positive_prefers_the_likelier_positive_among_equally_uncertain_chips():
