@@ -47,8 +47,10 @@ def test_scheduler_option_on_the_cluster_commands_and_a_bad_address_is_two_lines
     from helpers import free_port
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    for name in ("embed", "index", "sample", "project", "active"):
-        text = " ".join(commands[name].format_help().split())
+    gibs = commands["gibs"]._subparsers._group_actions[0].choices
+    for name, parser in [(n, commands[n]) for n in ("ingest", "embed", "index", "sample", "project", "active")] + [
+            ("gibs download", gibs["download"])]:
+        text = " ".join(parser.format_help().split())
         assert "--scheduler ADDRESS" in text and "overrides $CURATOR_DASK_SCHEDULER" in text, name
     ws, _ = embedded_ws(n=60)
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1.0)  # a refused connection is retried until the timeout
