@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -34,7 +33,7 @@ def piece_key(source: Source, i: int, kwargs: dict[str, Any], size: Any, overlap
 def _cut_piece(source: Source, kwargs: dict[str, Any], size: Any, overlap: float, boundary: str, root: str,
                key: str) -> dict[str, Any]:
     """Cut one piece on a worker: chips into chips/parts/<key>/, rows into manifest.parts/<key>.parquet
-    (written last and atomically: it existing means the piece is done)."""
+    (written last and atomically; marked complete when the piece had no problems). Nothing is deleted."""
     import pyarrow.parquet as pq
 
     import copy
@@ -51,12 +50,13 @@ def _cut_piece(source: Source, kwargs: dict[str, Any], size: Any, overlap: float
         if meta.get(b"curator_complete") == b"1":
             return {"key": key, "skipped": True, "errors": [], "stats": {}, "reports": []}
     folder = base / CHIP_PARTS / key
-    shutil.rmtree(folder, ignore_errors=True)  # a killed or incomplete earlier try: cut again from scratch
     source.errors = []
     rows: list[dict[str, Any]] = []
-    for n, chip in enumerate(source.chips(**kwargs, size=size, overlap=overlap, boundary=boundary)):
+    for chip in source.chips(**kwargs, size=size, overlap=overlap, boundary=boundary):
         if chip.image is not None:
-            path = folder / f"{n:08d}.png"
+            # named by its key: a retry or a re-cut of an unfinished piece rewrites the same chip's own file
+            # (atomically), so rows an earlier run already put in the manifest keep pointing at their chips
+            path = folder / f"{hashlib.sha1(chip.key.encode()).hexdigest()[:24]}.png"
             write_image(path, chip.image)
             rel = str(path.relative_to(base))
         elif chip.path is not None:

@@ -335,6 +335,36 @@ def test_gibs_ingest_cut_by_date_on_the_workers_gives_the_single_process_ids(loc
     assert many.manifest["key"].tolist() == one.manifest["key"].tolist()
 
 
+def test_a_piece_with_failed_tiles_is_cut_again_and_earlier_chips_keep_their_files(local_client, gibs_server, tmp_path):
+    from curator_widgets.images import read_image
+    from curator_widgets.sources.gibs import GIBSSource
+    from curator_widgets.workspace import Workspace
+
+    region, kw = (-20, -10, 40, 35), dict(dates="2020-09-27", size=64, overlap=0.25)
+
+    def src(name):
+        return GIBSSource(MODIS, base_url=gibs_server.base_url, progress=False, retries=1, level=3,
+                          cache=tmp_path / name)
+
+    ws = Workspace.create(tmp_path / "ws")
+    gibs_server.inject("500", times=-1, match="/250m/3/1/4.jpg")  # one of the six tiles keeps failing
+    with pytest.warns(UserWarning, match="re-run the same ingest"):
+        first = ws.ingest(src("c1"), region=region, client=local_client, progress=False, **kw)
+    before = ws.manifest.copy()
+    assert first.added > 0 and any("HTTP 500" in e.reason for e in first.skipped)
+    pixels = {i: read_image(ws.chip_path(i)) for i in range(0, first.added, 7)}
+    gibs_server.reset()  # the server recovers: the unfinished piece is cut again, whole
+    second = ws.ingest(src("c2"), region=region, client=local_client, progress=False, **kw)
+    assert second.added > 0 and second.existing == first.added
+    df = ws.manifest
+    assert df["key"].is_unique and df.iloc[:first.added]["key"].tolist() == before["key"].tolist()
+    for i, img in pixels.items():  # the first run's rows still show their own chips
+        np.testing.assert_array_equal(read_image(ws.chip_path(i)), img)
+    one = Workspace.create(tmp_path / "one")  # and the whole set is what one process cuts
+    r = one.ingest(src("c3"), region=region, progress=False, **kw)
+    assert r.added == len(df) and sorted(one.manifest["key"]) == sorted(df["key"])
+
+
 def test_folder_ingest_on_a_cli_cluster_survives_a_killed_worker(cli_cluster, tmp_path, monkeypatch):
     from PIL import Image
 
