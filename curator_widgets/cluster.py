@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from .errors import CuratorError
+from .errors import CuratorError, require
 
 SCHEDULER_ENV = "CURATOR_DASK_SCHEDULER"
 CONNECT_TIMEOUT = 30.0  # seconds to wait for a scheduler (distributed retries a refused connection until then)
@@ -18,12 +18,8 @@ _CONNECTED: dict[str, Any] = {}
 
 
 def _distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise CuratorError("a Dask cluster was asked for but the 'distributed' package is not installed",
-                           "pip install 'curator-widgets[dask]' (dask[distributed] and zarr)") from None
-    return distributed
+    return require("distributed", "a Dask cluster was asked for but the 'distributed' package is not installed",
+                   "pip install 'curator-widgets[dask]' (dask[distributed] and zarr)")
 
 
 def connect(address: str, timeout: float | None = None) -> Any:

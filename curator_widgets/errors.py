@@ -10,3 +10,13 @@ class CuratorError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if not fix else f"{problem}\n  Fix: {fix}")
+
+
+def require(module: str, problem: str, fix: str):
+    """Import an optional dependency by name, or raise a CuratorError that says which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CuratorError(problem, fix) from None

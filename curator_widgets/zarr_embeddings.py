@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CuratorError
+from .errors import CuratorError, require
 
 
 def zarr_path(ws: Any, run: str) -> Path:
@@ -26,11 +26,8 @@ def open_zarr_embeddings(ws: Any, run: str) -> Any | None:
         return None
     if meta.get("format") != "zarr" or not path.exists():
         return None
-    try:
-        import zarr
-    except ImportError:
-        raise CuratorError(f"embeddings of run {run!r} are a zarr array but zarr is not installed",
-                           "pip install 'curator-widgets[dask]'") from None
+    zarr = require("zarr", f"embeddings of run {run!r} are a zarr array but zarr is not installed",
+                   "pip install 'curator-widgets[dask]'")
     try:
         arr = zarr.open_array(str(path), mode="r")
     except Exception as e:  # noqa: BLE001 - zarr raises many types for a damaged store

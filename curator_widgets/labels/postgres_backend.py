@@ -13,19 +13,15 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from ..errors import CuratorError
+from ..errors import CuratorError, require
 from .backend import Backend
 
 WRITER_LOCK = 0x43555241  # "CURA": the advisory lock key every serialised writer takes
 
 
 def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise CuratorError("a postgresql:// label store needs the psycopg driver, which is not installed",
-                           "pip install 'curator-widgets[postgres]' (or psycopg[binary])") from None
-    return psycopg
+    return require("psycopg", "a postgresql:// label store needs the psycopg driver, which is not installed",
+                   "pip install 'curator-widgets[postgres]' (or psycopg[binary])")
 
 
 def redact(url: str) -> str:
