@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             write_json(saved_path, saved)
         print(f"{name}: {stages[name]['seconds']} s{' (cached run)' if stages[name]['cached'] else ''}", flush=True)
 
-    folder = work / "ucmerced-crops64"
+    folder = work / "crops" / "ucmerced-crops64"  # the workspace goes to work/ucmerced-crops64/ws, outside it
     t, c = time.perf_counter(), protocol.cpu_seconds()
     before = sum(1 for _ in folder.rglob("*.png")) if folder.exists() else 0
     n_crops = make_crops(shared_data_dir() / "ucmerced", folder)

@@ -325,7 +325,10 @@ def folder_workspace(folder: str | os.PathLike, workdir: str | os.PathLike, prog
     from .workspace import Workspace
 
     src = FolderSource(folder)
-    root = Path(workdir) / src.root.name / "ws"
+    root = Path(workdir).expanduser().resolve() / src.root.name / "ws"
+    if root.is_relative_to(src.root):  # its plots and chips would become images of the folder's next read
+        raise CuratorError(f"the workspace {root} would lie inside the image folder {src.root}",
+                           "pass a --workdir outside the image folder")
     ws = Workspace.open_or_create(root)
     roots = {s.get("root") for s in ws._meta.get("sources", [])}
     if roots and roots != {str(src.root)}:

@@ -268,10 +268,17 @@ def test_protocol_command_names_a_folder_without_classes(tmp_path, capsys):
 
     from curator_widgets.cli import main
 
+    flat = tmp_path / "flat"
+    flat.mkdir()
     for i in range(3):
-        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    assert main(["protocol", "--folder", str(tmp_path), "--quick", "--workdir", str(tmp_path / "c")]) == 2
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(flat / f"{i}.png")
+    assert main(["protocol", "--folder", str(flat), "--quick", "--workdir", str(tmp_path / "c")]) == 2
     assert "class subfolder" in capsys.readouterr().err
+    # a cache inside the image folder would feed its own plots back in as images: refused before any work
+    assert main(["protocol", "--folder", str(flat), "--quick", "--workdir", str(flat / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "would lie inside the image folder" in err and "--workdir outside" in err
+    assert not (flat / "cache").exists()
 
 
 def test_defaults_are_the_levers_chosen_on_dev_classes():
