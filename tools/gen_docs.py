@@ -527,7 +527,7 @@ def cost_30k_table(text: str) -> str:
     ssl = res.get("ssl") or {}
     rows = ["| stage | wall min | CPU min | load average (1 min) at its end | note |", "|---|---|---|---|---|"]
     notes = {"crops": "benchmarks/ucmerced_crops.py", "ingest": f"{res['chips']} chips",
-             "train": f"{ssl.get('epochs', 1)} epoch of the default SSL recipe",
+             "train": f"{ssl.get('epochs', 1)} epoch{'' if ssl.get('epochs', 1) == 1 else 's'} of the default SSL recipe",
              "embed": "rotation/flip average + a 128 px pass", "graph": "exact 20-NN, faiss"}
     for name in ("crops", "ingest", "train", "embed", "graph", "sessions"):
         st = res["stages"].get(name)
