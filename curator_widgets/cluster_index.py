@@ -31,23 +31,28 @@ def _shard_add(item: tuple[Any, np.ndarray], blob: np.ndarray, prepare: Callable
 def shard_adder(sh: ShardedEmbeddings, prepare: Callable[[np.ndarray], np.ndarray], chunk: int = 65536,
                 progress: bool = True) -> Any:
     """An `add=` for `index.make_index`: fill the trained index from the shards on the workers, each
-    row turned into the stored form by `prepare` (index.prepare with the metric bound); a bar counts shards."""
+    row turned into the stored form by `prepare` (index.prepare with the metric bound); a bar counts shards.
+    Shard indexes are fetched and merged one at a time in row order, so this process holds the merged
+    index plus one shard's, not every shard's at once."""
 
     def add(index: Any) -> Any:
         import faiss
 
-        from .cluster import gather_with_bar
+        from .progress import progress_bar
 
         if not hasattr(index, "merge_from") or isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
             raise CuratorError("an HNSW index cannot be assembled from shards",
                                "use kind='auto' or an IVF kind on a cluster, or build HNSW in one process")
-        blob = faiss.serialize_index(index)
-        parts = gather_with_bar(sh.client, sh.map(_shard_add, blob, prepare, chunk), "index: shard adds (cluster)",
-                                progress)
-        out = faiss.deserialize_index(parts[0])
-        for shard, part in zip(sh.shards[1:], parts[1:]):
-            out.merge_from(faiss.deserialize_index(part), shard.lo)
-        return out
+        futures = sh.map(_shard_add, faiss.serialize_index(index), prepare, chunk)
+        with progress_bar(total=len(futures), desc="index: shard adds (cluster)", unit="shard",
+                          disable=not progress, leave=False) as bar:
+            for shard, fut in zip(sh.shards, futures):
+                part = faiss.deserialize_index(fut.result())
+                fut.release()
+                index.merge_from(part, shard.lo)  # ids local to the shard, shifted to global ones
+                del part
+                bar.update(1)
+        return index
 
     return add
 
