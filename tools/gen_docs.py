@@ -487,11 +487,9 @@ def scale_tables(text: str) -> str:
         rows += [f"| {r['N']:,} | {r['index_ondisk_cluster_s']} | {r['ondisk_GB']} | {r['query_ondisk_p50_ms']} | "
                  f"{r['index_ondisk_same_results']} |" for r in disk]
     ratio = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in res["cost_per_chip_ratio_largest_vs_smallest"].items())
-    load = (m.get("load_avg") or [0])[0]
-    busy = "the box was shared" if load > m["cpus"] else "an otherwise idle box"
     rows += ["", f"{res['workers']} CLI-started `dask worker` processes ({res['threads_per_worker']} thread each) and a "
-                 f"`dask scheduler` on loopback, on {m['cpus']} CPUs (load average {m.get('load_avg')} when it ended: "
-                 f"{busy}); wall time {res['wall_s'] / 60:.1f} min, commit "
+                 f"`dask scheduler` on loopback, on {m['cpus']} CPUs (load average {m.get('load_avg')} when it ended, "
+                 f"this run's own processes included); wall time {res['wall_s'] / 60:.1f} min, commit "
                  f"`{(res.get('commit') or '?')[:10]}`. Cost per chip, largest size / smallest: {ratio}.", "",
              "| chips | embeddings on disk (GB) | worker memory each, 2 workers (GB) | FPS step (s) | 10k FPS picks (h) | "
              "AL round (min) | index build (h) |", "|---" * 7 + "|"]
