@@ -71,6 +71,7 @@ LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("threshold", "0.5", {}),
     ("threshold", "0.4", {"threshold": 0.4}),
     ("threshold", "0.3", {"threshold": 0.3}),
+    ("threshold", "0.6 (fewer false positives)", {"threshold": 0.6}),
 ]
 
 
