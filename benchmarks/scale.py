@@ -33,8 +33,11 @@ from curator_widgets.cluster_index import shard_adder, shard_writer  # noqa: E40
 from curator_widgets.cluster_sampling import cluster_farthest_point_sample  # noqa: E402
 from curator_widgets.heads import make_head  # noqa: E402
 from curator_widgets.index import CHUNK, make_index, prepare  # noqa: E402
-from curator_widgets.sampling import farthest_point_sample  # noqa: E402
+from curator_widgets.sampling import farthest_point_sample, stratified_farthest_point_sample  # noqa: E402
 from curator_widgets.shards import ShardedEmbeddings  # noqa: E402
+
+
+STRATIFIED_K = 10_000  # picks of the stratified FPS row (the 10k)
 
 
 def timed(fn):
@@ -72,7 +75,8 @@ def worker_peak_rss(client) -> dict[str, float]:
     return {addr: round(v, 1) for addr, v in client.run(peak).items()}
 
 
-def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: int, tmp: Path) -> dict:
+def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: int, tmp: Path,
+             strat_k: int = STRATIFIED_K) -> dict:
     n, d = X.shape
     row: dict = {"N": n, "d": d, "shard_rows": shard_rows, "shards": -(-n // shard_rows)}
     with ShardedEmbeddings(X, client=client, shard_rows=shard_rows) as sh:
@@ -83,6 +87,12 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
         (sp, _), t1 = timed(lambda: farthest_point_sample(X, k, start=0, progress=False))
         row.update(fps_k=k, fps_cluster_s=round(t, 2), fps_single_s=round(t1, 2),
                    fps_step_p50_ms=round(1e3 * float(np.median(steps)), 1), fps_same_picks=bool(np.array_equal(cp, sp)))
+
+        # the paper's stratified FPS reads only its candidate rows (m = max(10000, 10k)), so one process does
+        # it at any N; it has no cluster twin
+        (strat, _), t = timed(lambda: stratified_farthest_point_sample(X, strat_k, start=0, progress=False))
+        row.update(stratified_fps_k=strat_k, stratified_fps_single_s=round(t, 2),
+                   stratified_fps_unique=bool(len(np.unique(strat)) == strat_k))
 
         sim_c, t = timed(lambda: make_index(X, "l2", "ivf", seed=seed, add=shard_adder(
             sh, lambda x: prepare(x, "l2"), CHUNK)))
@@ -116,8 +126,9 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
         row.update(al_fit_s=round(t_fit, 2), al_round_cluster_s=round(t_fit + t, 2),
                    al_round_single_s=round(t_fit + t1, 2), al_same_picks=bool(np.array_equal(cpk, spk)))
         row["worker_peak_rss_mib"] = worker_peak_rss(client)
-    for key in ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s", "index_ondisk_cluster_s"):
-        row[key.replace("_s", "_us_per_chip")] = round(1e6 * row[key] / n, 3)
+    for key in ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s", "index_ondisk_cluster_s",
+                "stratified_fps_single_s"):
+        row[key[:-2] + "_us_per_chip"] = round(1e6 * row[key] / n, 3)
     row["fps_step_ns_per_chip"] = round(1e6 * row["fps_step_p50_ms"] / n, 3)
     return row
 
@@ -161,13 +172,14 @@ def main(argv=None) -> dict:
         client.run(lambda: __import__("torch").zeros(1))
         for n in args.sizes:
             X = write_npy(Path(tmp) / f"x{n}.npy", n, args.d, seed=0)
-            rows.append(one_size(client, X, args.k, args.al_n, args.shard_rows, args.queries, seed=0, tmp=Path(tmp)))
+            rows.append(one_size(client, X, args.k, args.al_n, args.shard_rows, args.queries, seed=0, tmp=Path(tmp),
+                                 strat_k=500 if args.quick else STRATIFIED_K))
             print(rows[-1], flush=True)
             del X
     first, last = rows[0], rows[-1]
     ratio = {k: round(last[k] / first[k], 2) if first[k] else None
              for k in ("fps_cluster_us_per_chip", "index_cluster_us_per_chip", "al_round_cluster_us_per_chip",
-                       "fps_step_ns_per_chip", "index_ondisk_cluster_us_per_chip")}
+                       "fps_step_ns_per_chip", "index_ondisk_cluster_us_per_chip", "stratified_fps_single_us_per_chip")}
     res = {"benchmark": "scale", "workers": args.workers, "threads_per_worker": 1, "rows": rows,
            "cost_per_chip_ratio_largest_vs_smallest": ratio, "projection": projection(rows, args.workers),
            "quick": args.quick}

@@ -480,6 +480,11 @@ def scale_tables(text: str) -> str:
                     f"{r['index']}, nprobe {r['nprobe']} | {r['recall_at_10']} / {r['recall_single']} | "
                     f"{r['query_p50_ms']} | {r['index_same_results']} | {r['al_round_cluster_s']} / "
                     f"{r['al_round_single_s']} | {r['al_same_picks']} | {rss} |")
+    strat = [r for r in res["rows"] if "stratified_fps_single_s" in r]
+    if strat:
+        rows += ["", "| N | stratified FPS picks | one process (s) | all picks distinct |", "|---" * 4 + "|"]
+        rows += [f"| {r['N']:,} | {r['stratified_fps_k']:,} | {r['stratified_fps_single_s']} | "
+                 f"{r['stratified_fps_unique']} |" for r in strat]
     disk = [r for r in res["rows"] if "index_ondisk_cluster_s" in r]
     if disk:
         rows += ["", "| N | on-disk index, cluster build (s) | .ivfdata (GB) | query p50 on disk (ms) | "
