@@ -230,3 +230,22 @@ def test_web_mercator_layer_end_to_end(tmp_path, monkeypatch):
     north = max(c.meta["north"] for c in chips)
     assert north == pytest.approx(66.51326044311186)
     assert min(c.meta["south"] for c in chips) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_partitions_one_piece_per_date_whose_chips_are_the_whole_call(gibs_server):
+    """What a Dask worker cuts (ws.ingest with a client): the pieces' chips, in order, are one call's."""
+    region = (-20, -10, 40, 35)
+    src = _src(gibs_server, BM, level=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a static layer's single piece passes no date (no "dates ignored")
+        pieces = src.partitions(region=region)
+        assert pieces == [{"region": region, "dates": None}]
+        assert [c.key for c in src.chips(**pieces[0], size=64)] == [c.key for c in _src(gibs_server, BM, level=2).chips(
+            region, size=64)]
+    modis = _src(gibs_server, level=2)
+    pieces = modis.partitions(region=region, dates=("2020-09-26", "2020-09-27"))
+    assert [p["dates"] for p in pieces] == ["2020-09-26", "2020-09-27"]
+    with pytest.warns(UserWarning, match="2020-09-26: no tiles"):
+        whole = [c.key for c in _src(gibs_server, level=2).chips(region, dates=("2020-09-26", "2020-09-27"), size=64)]
+        parts = [c.key for p in pieces for c in _src(gibs_server, level=2).chips(**p, size=64)]
+    assert parts == whole and whole

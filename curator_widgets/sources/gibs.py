@@ -140,7 +140,8 @@ class GIBSSource(Source):
     def partitions(self, region: BBox | Sequence[float] | None = None,
                    dates: Sequence[str] | str | None = None) -> list[dict]:
         """One piece per date, in the order `chips` visits them (each date is fetched and cut on its own)."""
-        return [{"region": region, "dates": t} for t in self.layer.resolve_dates(dates)]
+        return [{"region": region, "dates": None if t == "default" else t}  # a static layer: one piece, no date
+                for t in self.layer.resolve_dates(dates)]
 
     # -------------------------------------------------------------- chips
     def chips(self, region: BBox | Sequence[float] | None = None, dates: Sequence[str] | str | None = None,
