@@ -321,10 +321,12 @@ def docs_tables(r: dict) -> str:
          [f"{by[n]['js_prepare_ms']:.0f} / {by[n]['regl_draw_ms']:.0f} / {by[n]['first_frame_ms']:.0f} ms" for n in sizes]),
         ("one full redraw (what every frame of a live gesture costs)", [ms(fr[n]["frame_ms_median"]) for n in sizes]),
         ("drag, **deferred** (default here): pointer move -> frame on screen",
-         [f"**{gd[n]['move_to_frame_ms_median']:.0f} ms**" for n in sizes]),
+         [f"**{gd[n]['move_to_frame_ms_median']:.0f} ms**" if gd[n]["mode"] == "deferred" else
+          f"{gd[n]['move_to_frame_ms_median']:.0f} ms ({gd[n]['mode']}: auto chose it)" for n in sizes]),
         ('drag, live (`gestures="live"`): pointer move -> frame on screen', [ms(gl[n]["move_to_frame_ms_median"]) for n in sizes]),
         ("deferred: drag end -> sharp redraw / wheel end -> sharp redraw",
-         [f"{gd[n]['settle_ms']['drag']:.0f} / {gd[n]['settle_ms']['wheel']:.0f} ms" for n in sizes]),
+         [f"{gd[n]['settle_ms']['drag']:.0f} / {gd[n]['settle_ms']['wheel']:.0f} ms" if gd[n]["settle_ms"] else
+          f"- ({gd[n]['mode']}: every frame is sharp)" for n in sizes]),
         ("lasso, deferred: pointer move -> frame on screen", [ms(la[n]["move_to_frame_ms_median"]) for n in sizes]),
         ("lasso end -> selected indices (kd-tree range + exact polygon test), everything selected",
          [ms(la[n]["select_compute_ms_median"]) if la[n]["select_compute_ms_median"] is not None else "-" for n in sizes]),

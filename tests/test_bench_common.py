@@ -135,3 +135,17 @@ def test_markdown_table_from_mappings_and_from_cells():
     assert common.markdown_table(["a", "b"], rows) == "| a | b |\n|---|---|\n| 1 |  |\n| x |  |"
     assert common.markdown_table(["a", "b"], [[1, 2.5]], header=["A", "B"]) == "| A | B |\n|---|---|\n| 1 | 2.5 |"
     assert common.markdown_table(["a"], []) == "| a |\n|---|"
+
+
+def test_widgets_docs_tables_when_auto_chose_live_gestures():
+    """The widget benchmark's docs tables: a size whose auto mode ran live has no settle time; the table says
+    so instead of failing (a flaky CI failure when one size drew fast enough to stay live)."""
+    import copy
+
+    bench = load_bench("widgets")
+    res = json.loads((REPO / "benchmarks" / "results" / "widgets.json").read_text())
+    live = copy.deepcopy(res)
+    live["gesture"][0].update(mode="live", settle_ms={})
+    text = bench.docs_tables(live)
+    assert "(live: every frame is sharp)" in text and "(live: auto chose it)" in text
+    assert "every frame is sharp" not in bench.docs_tables(res)
