@@ -57,7 +57,6 @@ def shard_adder(sh: ShardedEmbeddings, prepare: Callable[[np.ndarray], np.ndarra
     return add
 
 
-
 def _shard_write(item: tuple[Shard, np.ndarray], blob: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray],
                  folder: str, chunk: int) -> str:
     """This shard's prepared rows, under their global ids, in a copy of the trained index written to `folder`."""

@@ -7,6 +7,7 @@ temp file a killed record write left, and treat a damaged record as one clear er
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,6 @@ def inode_stamps(data: dict[str, Any]) -> dict[str, list[int]]:
 def file_stamp(path: Path) -> list[int]:
     """[device, inode, inode change time in ns] of the entry itself (links not followed), taken after it
     is in place. The change time tells our entry from a later file that got the same inode number."""
-    import os
-
     st = os.lstat(path)
     return [st.st_dev, st.st_ino, st.st_ctime_ns]
 
@@ -60,8 +59,6 @@ def file_stamp(path: Path) -> list[int]:
 def same_stamp(path: Path, stamp: list[int] | None) -> bool:
     """Whether `path` is still the entry `stamp` was taken of (a freed inode number reused by another file
     does not match: its change time differs)."""
-    import os
-
     if stamp is None:
         return False
     try:

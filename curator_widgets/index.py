@@ -873,20 +873,8 @@ def add_to_index(ws: "Workspace", run: str, progress: bool = True) -> int:
 
     start = sim.ntotal
     if ondisk.is_on_disk(sim.index):  # never written in place: old lists + the new block merged into a fresh file
-        import shutil
-        import tempfile
-
-        import faiss
-
-        tmp = Path(tempfile.mkdtemp(prefix=".blocks-", dir=ws.index_path(run).parent))
-        try:
-            block = str(tmp / "added.faiss")
-            ondisk.fill_block(faiss.serialize_index(ondisk.empty_like(sim.index)),
-                              prepare(emb[start:], sim.metric), start, block)
-            sim.index = ondisk.merge(ondisk.empty_like(sim.index), [sim.index, block],
-                                     ondisk.new_data_path(ws.index_path(run)))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        sim.index = ondisk.build_blocks(ondisk.empty_like(sim.index), [(start, prepare(emb[start:], sim.metric))],
+                                        ondisk.new_data_path(ws.index_path(run)), before=[sim.index])
     else:
         with tqdm(total=new, desc=f"add to {run}", unit="vec", disable=not progress or new < 200_000,
                   leave=False) as bar:

@@ -78,11 +78,12 @@ def empty_like(index: Any) -> Any:
     return out
 
 
-def fill_block(trained: bytes, rows: np.ndarray, first_id: int, path: str, chunk: int = 65536) -> int:
-    """Add prepared `rows` under ids first_id.. to a copy of the serialized trained index; write it to `path`."""
+def fill_block(trained: np.ndarray, rows: np.ndarray, first_id: int, path: str, chunk: int = 65536) -> int:
+    """Add prepared `rows` under ids first_id.. to a copy of the trained index (as faiss.serialize_index
+    gives it); write it to `path`."""
     import faiss
 
-    index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8) if isinstance(trained, bytes) else trained)
+    index = faiss.deserialize_index(trained)
     for lo in range(0, len(rows), chunk):
         part = np.ascontiguousarray(rows[lo:lo + chunk], dtype=np.float32)
         index.add_with_ids(part, np.arange(first_id + lo, first_id + lo + len(part), dtype=np.int64))
@@ -117,9 +118,10 @@ def merge(trained: Any, sources: Sequence[Any], data_path: Path) -> Any:
 
 
 def build_blocks(trained: Any, blocks: Iterable[tuple[int, np.ndarray]], data_path: Path,
-                 on_block: Callable[[int], None] | None = None) -> Any:
+                 on_block: Callable[[int], None] | None = None, before: Sequence[Any] = ()) -> Any:
     """Fill the trained empty index from (first_id, prepared rows) blocks, one block in memory at a time,
-    through block files in a temporary folder beside `data_path`; returns the merged on-disk index."""
+    through block files in a temporary folder beside `data_path`; returns the merged on-disk index.
+    `before`: loaded indexes whose lists come first (an on-disk index being extended)."""
     import faiss
 
     blob = faiss.serialize_index(trained)
@@ -131,7 +133,7 @@ def build_blocks(trained: Any, blocks: Iterable[tuple[int, np.ndarray]], data_pa
             fill_block(blob, rows, first, files[-1])
             if on_block:
                 on_block(len(rows))
-        return merge(faiss.deserialize_index(blob), files, data_path)
+        return merge(faiss.deserialize_index(blob), [*before, *files], data_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

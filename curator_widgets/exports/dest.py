@@ -49,7 +49,7 @@ def write_files(dest: str | os.PathLike, fmt: str, files: Sequence[tuple[str, Pa
         made[rel] = file_stamp(target)
     for rel in set(made) - set(rels):  # files of the earlier export that are no longer in the set
         old = _target(root, rel, create=False)
-        if old is not None and _same_inode(old, made[rel]):
+        if old is not None and same_stamp(old, made[rel]):
             old.unlink()
         made.pop(rel)
     write_json(root / RECORD, {"format": fmt, "complete": True, "time": _time.time(),
@@ -98,12 +98,8 @@ def _target(root: Path, rel: str, create: bool = True) -> Path | None:
     return folder / rel.split("/")[-1]
 
 
-def _same_inode(path: Path, stamp: list[int] | None) -> bool:
-    return same_stamp(path, stamp)
-
-
 def _may_replace(target: Path, stamp: list[int] | None) -> bool:
     """A planned file we made (its inode), or one a killed run left (planned, never stamped, a plain file)."""
     if stamp is not None:
-        return _same_inode(target, stamp)
+        return same_stamp(target, stamp)
     return target.is_file() and not target.is_symlink()
