@@ -41,35 +41,40 @@ def random_vectors(n: int, d: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, d), dtype=np.float32)
 
 
+def modis_mosaic() -> np.ndarray:
+    """The MODIS 2020-09-27 global mosaic as float32 [H, W, 3] in 0..1."""
+    from PIL import Image
+
+    cap = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # a known, trusted mosaic over Pillow's bomb limit; restored at once, since
+    try:  # the cap is process-wide and the tests that import this benchmark check bomb refusal afterwards
+        return np.asarray(Image.open(shared_data_dir() / MODIS).convert("RGB"), dtype=np.float32) / 255.0
+    finally:
+        Image.MAX_IMAGE_PIXELS = cap
+
+
+def mosaic_patches(img: np.ndarray, ys: np.ndarray, xs: np.ndarray, p: int = 8) -> np.ndarray:
+    """The p x p RGB patches at (ys, xs), flattened: float32 [len(ys), p * p * 3]."""
+    out = np.empty((len(ys), p * p * 3), np.float32)
+    for lo in range(0, len(ys), 100_000):
+        yy = ys[lo:lo + 100_000, None, None] + np.arange(p)[None, :, None]
+        xx = xs[lo:lo + 100_000, None, None] + np.arange(p)[None, None, :]
+        out[lo:lo + 100_000] = img[yy, xx].reshape(len(yy), -1)
+    return out
+
+
 def modis_vectors(n: int, d: int, seed: int, n_queries: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Real-imagery vectors: random 8x8 RGB patches of the MODIS global mosaic, PCA-projected to d.
 
     They have what real embeddings have and random vectors lack: clusters (ocean, cloud, desert,
     ice, swath gaps), many near-duplicates, and a low intrinsic dimension. Queries are patches
     at other random positions, projected with the same PCA."""
-    from PIL import Image
-
-    cap = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # a known, trusted mosaic over Pillow's bomb limit; restored at once, since
-    try:  # the cap is process-wide and the tests that import this benchmark check bomb refusal afterwards
-        img = np.asarray(Image.open(shared_data_dir() / MODIS).convert("RGB"), dtype=np.float32) / 255.0
-    finally:
-        Image.MAX_IMAGE_PIXELS = cap
+    img = modis_mosaic()
     h, w, _ = img.shape
     p = 8
     rng = np.random.default_rng(seed)
     total = n + n_queries
-
-    def patches(count: int) -> np.ndarray:
-        ys, xs = rng.integers(0, h - p, count), rng.integers(0, w - p, count)
-        out = np.empty((count, p * p * 3), np.float32)
-        for lo in range(0, count, 100_000):
-            yy = ys[lo:lo + 100_000, None, None] + np.arange(p)[None, :, None]
-            xx = xs[lo:lo + 100_000, None, None] + np.arange(p)[None, None, :]
-            out[lo:lo + 100_000] = img[yy, xx].reshape(len(yy), -1)
-        return out
-
-    raw = patches(total)
+    raw = mosaic_patches(img, rng.integers(0, h - p, total), rng.integers(0, w - p, total), p)
     fit = raw[rng.choice(total, min(total, 50_000), replace=False)]
     mean = fit.mean(0)
     _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)

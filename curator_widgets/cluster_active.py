@@ -14,7 +14,7 @@ import numpy as np
 from .acquisition import parse_strategy
 from .cluster import gather_with_bar
 from .errors import CuratorError
-from .shards import ShardedEmbeddings
+from .shards import ShardedEmbeddings, one_pass_hold, rows_of
 
 # strategies whose score of a chip depends on that chip alone (random and gaussian draw one
 # random number per candidate in a global order, which shards cannot reproduce)
@@ -22,8 +22,7 @@ SHARDABLE = ("least_confidence", "margin", "entropy", "top_positive", "entropy_p
 
 
 def _shard_proba(item: tuple[Any, np.ndarray], head: Any) -> np.ndarray:
-    _, rows = item
-    return np.asarray(head.predict_proba(rows), dtype=np.float32)
+    return np.asarray(head.predict_proba(rows_of(item)), dtype=np.float32)
 
 
 def _shard_top(item: tuple[Any, np.ndarray], P: np.ndarray, n: int, strategy: str, positive: int,
@@ -42,10 +41,18 @@ def _shard_top(item: tuple[Any, np.ndarray], P: np.ndarray, n: int, strategy: st
     return scores[keep], cand[keep]
 
 
+def _sharded(X: Any, client: Any, shard_rows: int | None, hold: str | None) -> ShardedEmbeddings:
+    """X itself when already sharded; else its shards, read from the file in the task when it has one (one pass)."""
+    if isinstance(X, ShardedEmbeddings):
+        return X
+    return ShardedEmbeddings(X, client=client, shard_rows=shard_rows, hold=hold or one_pass_hold(X))
+
+
 def cluster_predict_proba(X: Any, head: Any, *, client: Any = None, shard_rows: int | None = None,
-                          progress: bool = True) -> np.ndarray:
-    """`head.predict_proba(X)` computed shard by shard on the workers: float32 [N, classes]."""
-    sh = X if isinstance(X, ShardedEmbeddings) else ShardedEmbeddings(X, client=client, shard_rows=shard_rows)
+                          progress: bool = True, hold: str | None = None) -> np.ndarray:
+    """`head.predict_proba(X)` computed shard by shard on the workers: float32 [N, classes]. A matrix
+    with a file behind it is read by the workers in the tasks (hold="disk"); pass hold="memory" to load first."""
+    sh = _sharded(X, client, shard_rows, hold)
     try:
         return np.concatenate(gather_with_bar(sh.client, sh.map(_shard_proba, head), "score (cluster)", progress))
     finally:
@@ -55,7 +62,7 @@ def cluster_predict_proba(X: Any, head: Any, *, client: Any = None, shard_rows: 
 
 def cluster_score_and_pick(X: Any, head: Any, n: int, strategy: str = "entropy", *, candidates: np.ndarray | None = None,
                            positive: int = 1, client: Any = None, shard_rows: int | None = None,
-                           progress: bool = True) -> np.ndarray:
+                           progress: bool = True, hold: str | None = None) -> np.ndarray:
     """Score every row with the fitted `head` on the workers and pick the `n` most informative
     (restricted to the boolean `candidates`): the ids `acquisition.select(P, n, strategy)` returns."""
     name, diversity = parse_strategy(strategy)
@@ -64,7 +71,7 @@ def cluster_score_and_pick(X: Any, head: Any, n: int, strategy: str = "entropy",
                            f"use one of {', '.join(SHARDABLE)} on a cluster, or run the round in one process")
     if int(n) < 1:
         raise CuratorError(f"batch size must be at least 1, got {n}", "pass n >= 1")
-    sh = X if isinstance(X, ShardedEmbeddings) else ShardedEmbeddings(X, client=client, shard_rows=shard_rows)
+    sh = _sharded(X, client, shard_rows, hold)
     try:
         if candidates is not None:
             candidates = np.asarray(candidates, dtype=bool)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import CuratorError
-from .shards import Shard, ShardedEmbeddings
+from .shards import Shard, ShardedEmbeddings, rows_of
 
 
 def _shard_add(item: tuple[Any, np.ndarray], blob: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray],
@@ -21,7 +21,7 @@ def _shard_add(item: tuple[Any, np.ndarray], blob: np.ndarray, prepare: Callable
     """The trained empty index `blob` filled with this shard's prepared rows (local ids 0..m-1), serialized."""
     import faiss
 
-    _, rows = item
+    rows = rows_of(item)
     index = faiss.deserialize_index(blob)
     for lo in range(0, len(rows), chunk):
         index.add(prepare(rows[lo:lo + chunk]))
@@ -62,7 +62,7 @@ def _shard_write(item: tuple[Shard, np.ndarray], blob: np.ndarray, prepare: Call
     """This shard's prepared rows, under their global ids, in a copy of the trained index written to `folder`."""
     from .ondisk import fill_block
 
-    shard, rows = item
+    shard, rows = item[0], rows_of(item)
     path = f"{folder}/shard{shard.lo:012d}.faiss"
     fill_block(blob, prepare(rows), shard.lo, path, chunk)
     return path

@@ -5,6 +5,8 @@ point (value, id, row); the client keeps the global argmax. The per-shard kernel
 single-process one (`sampling._Store.sq_dists`), so the picks are those of
 `farthest_point_sample` on the whole matrix. Min-distances lost with a worker are recomputed by
 Dask from their lineage (the shard reloaded from its file, the step tasks run again: same values).
+Shards held on disk (`ShardedEmbeddings(hold="disk")`) rebuild their store from the file in every
+step: the same values, one shard in memory at a time, one read of the file per step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .sampling import _check_k, _check_metric, _choose_layout, _fill_exhausted, _resolve_dtype, _seed_list, _to_distance
-from .shards import ShardedEmbeddings
+from .shards import Shard, ShardedEmbeddings, rows_of
 
 
 class _Meta:
@@ -32,7 +34,7 @@ def _shard_sum(item: tuple[Any, np.ndarray]) -> np.ndarray:
 
     from .sampling import DEFAULT_CHUNK, _rows
 
-    _, rows = item
+    rows = rows_of(item)
     acc = torch.zeros(rows.shape[1], dtype=torch.float64)
     for s in range(0, len(rows), DEFAULT_CHUNK):
         acc += _rows(rows, s, min(len(rows), s + DEFAULT_CHUNK)).double().sum(0)
@@ -47,10 +49,36 @@ def _shard_store(item: tuple[Any, np.ndarray], metric: str, mean: np.ndarray | N
     from .sampling import DEFAULT_CHUNK, _Store
 
     shard, rows = item
+    if rows is None:
+        return shard.lo, _FileStore(shard, metric, mean, dtype, transposed)
     with torch.no_grad():
         store = _Store(rows, metric, getattr(torch, dtype), torch.device("cpu"), transposed, DEFAULT_CHUNK,
                        mean=None if mean is None else torch.from_numpy(mean))
     return shard.lo, store
+
+
+class _FileStore:
+    """A shard's `_Store` rebuilt from the file whenever it is used (hold="disk"): the held store's values,
+    with only one shard's rows in memory during a step and none between steps."""
+
+    def __init__(self, shard: Shard, metric: str, mean: np.ndarray | None, dtype: str, transposed: bool):
+        self.shard, self.metric, self.mean, self.dtype, self.transposed = shard, metric, mean, dtype, transposed
+        self.n = shard.hi - shard.lo
+
+    def _store(self, rows: np.ndarray) -> Any:
+        import torch
+
+        from .sampling import DEFAULT_CHUNK, _Store
+
+        with torch.no_grad():
+            return _Store(rows, self.metric, getattr(torch, self.dtype), torch.device("cpu"), self.transposed,
+                          DEFAULT_CHUNK, mean=None if self.mean is None else torch.from_numpy(self.mean))
+
+    def sq_dists(self, c: Any, out: Any) -> Any:
+        return self._store(self.shard.read()).sq_dists(c, out)
+
+    def row(self, i: int) -> Any:
+        return self._store(self.shard.read(int(i), int(i) + 1)).row(0)  # preparing a row depends on that row only
 
 
 def _shard_step(state: tuple[int, Any], mind: Any, c: np.ndarray, cur: int) -> Any:
@@ -84,8 +112,8 @@ def _shard_row(state: tuple[int, Any], cur: int) -> np.ndarray | None:
 
 def cluster_farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0, metric: str = "l2", *,
                                   client: Any = None, shard_rows: int | None = None, dtype: Any = None,
-                                  layout: str = "auto", step_times: list | None = None, progress: bool = True
-                                  ) -> tuple[np.ndarray, np.ndarray]:
+                                  layout: str = "auto", step_times: list | None = None, progress: bool = True,
+                                  hold: str = "memory") -> tuple[np.ndarray, np.ndarray]:
     """`farthest_point_sample` with the data held as shards on a Dask cluster: (indices [k], radii [k]).
 
     X is an embedding matrix (a .npy memmap or a zarr array is read by the workers themselves) or
@@ -97,7 +125,8 @@ def cluster_farthest_point_sample(X: Any, k: int, start: int | Sequence[int] = 0
     from .progress import progress_bar
 
     metric = _check_metric(metric)
-    sh = X if isinstance(X, ShardedEmbeddings) else ShardedEmbeddings(X, client=client, shard_rows=shard_rows)
+    sh = X if isinstance(X, ShardedEmbeddings) else ShardedEmbeddings(X, client=client, shard_rows=shard_rows,
+                                                                      hold=hold)
     client = sh.client
     n, d = sh.n, sh.d
     try:

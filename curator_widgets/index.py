@@ -38,6 +38,12 @@ MODES = ("mean", "union")
 FLAT_MAX = 50_000            # faiss guideline: exact search is fine below ~10k-50k vectors
 EXACT_SUBSET_MAX = 20_000    # a filter that leaves fewer rows than this is searched exactly over them
 HNSW_M = 32
+# From this many lists the coarse quantizer is an HNSW graph over the centroids (faiss's IVF{n}_HNSW32): assigning a
+# vector to one of 12,649 lists took 2.5x less time than the exact scan on this box (quantizer efSearch 64, 99.9% of
+# assignments the exact ones), while at 2,528 lists the exact scan was 1.2x faster. Without it, adding costs
+# N x nlist ~ N^1.5, so the build's cost per chip grows with the pool (benchmarks/scale.py).
+HNSW_QUANTIZER_NLIST = 8192
+QUANTIZER_EF = 64
 CHUNK = 65_536               # rows per block when streaming embeddings from the memmap
 CALIBRATION_QUERIES = 400
 CALIBRATION_MARGIN = 0.01    # aim a little above the target: held-out queries measured ~0.01 below it
@@ -170,7 +176,7 @@ def auto_nlist(n: int) -> int:
 
 
 def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None = None,
-                   ivf_only: bool = False) -> tuple[str, str]:
+                   ivf_only: bool = False, gpu: bool = False) -> tuple[str, str]:
     """(faiss factory string, why) for `n` vectors of dimension `d`, following faiss's index guidelines.
 
     auto: Flat up to FLAT_MAX vectors (exact and fast enough); above, IVF{4 sqrt N} with the
@@ -178,6 +184,8 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
     float16 embeddings), SQ8 (1 B/dim), then PQ. HNSW is offered as `kind="hnsw"` but not picked
     by auto on CPU: its build is ~5x slower than IVF's here for the same recall and latency.
     `ivf_only` (on-disk lists): auto never picks exact Flat, and a kind without inverted lists is an error.
+    From HNSW_QUANTIZER_NLIST lists the IVF's coarse quantizer is an HNSW graph (not on a GPU, which scans
+    the centroids exactly at little cost and cannot hold an HNSW quantizer).
     """
     if ivf_only and (kind in ("flat", "hnsw") or (kind not in KINDS and not kind.startswith("IVF"))):
         raise CuratorError(f"on_disk=True needs an IVF index, but kind {kind!r} has no inverted lists",
@@ -189,18 +197,19 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
                            f"use one of {', '.join(KINDS)}, or a faiss index_factory string such as 'IVF1024,SQ8'")
     budget = memory_budget_bytes() if memory_budget is None else int(memory_budget)
     nlist = auto_nlist(n)
+    ivf = f"IVF{nlist}" + (f"_HNSW{HNSW_M}" if nlist >= HNSW_QUANTIZER_NLIST and not gpu else "")
     if kind == "flat":
         return "Flat", "asked for exact search"
     if kind == "hnsw":
         return f"HNSW{HNSW_M},Flat", "asked for HNSW"
     if kind == "ivf":
-        return f"IVF{nlist},Flat", "asked for IVF"
+        return f"{ivf},Flat", "asked for IVF"
     if kind == "ivf-fp16":
-        return f"IVF{nlist},SQfp16", "asked for IVF with float16 storage"
+        return f"{ivf},SQfp16", "asked for IVF with float16 storage"
     if kind == "ivf-sq8":
-        return f"IVF{nlist},SQ8", "asked for IVF with 8-bit scalar quantization"
+        return f"{ivf},SQ8", "asked for IVF with 8-bit scalar quantization"
     if kind == "ivf-pq":
-        return f"IVF{nlist},{_pq_spec(n, d, max(1, d // 4))}", "asked for IVF with product quantization"
+        return f"{ivf},{_pq_spec(n, d, max(1, d // 4))}", "asked for IVF with product quantization"
     # auto
     if n <= FLAT_MAX and not ivf_only:
         if n * d * 4 <= budget:
@@ -208,10 +217,43 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
     for spec, nbytes, why in (("Flat", 4, "fits in memory as float32"), ("SQfp16", 2, "float16 storage fits the budget"),
                               ("SQ8", 1, "8-bit storage fits the budget")):
         if n * d * nbytes <= budget:
-            return f"IVF{nlist},{spec}", f"{n} vectors: IVF{nlist} (4 sqrt N lists), {why}"
+            graph = ", an HNSW graph over the centroids assigns" if "_HNSW" in ivf else ""
+            return f"{ivf},{spec}", f"{n} vectors: IVF{nlist} (4 sqrt N lists{graph}), {why}"
     m = max(1, int(budget // max(n, 1)))
     m = max([c for c in range(1, d + 1) if d % c == 0 and c <= m] or [1])
-    return f"IVF{nlist},{_pq_spec(n, d, m)}", f"{n} vectors do not fit {budget / 2**30:.1f} GiB even at 8 bits: product quantization"
+    return f"{ivf},{_pq_spec(n, d, m)}", f"{n} vectors do not fit {budget / 2**30:.1f} GiB even at 8 bits: product quantization"
+
+
+def _exact_clustering(ivf: Any) -> Any:
+    """k-means with exact assignments when the quantizer is an HNSW graph: the same centroids as the
+    flat quantizer's (faiss would otherwise cluster through a graph rebuilt every iteration, in a
+    thread-dependent order). Returns the flat index, which must outlive the training call."""
+    import faiss
+
+    if ivf is None or not isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
+        return None
+    flat = faiss.IndexFlatL2(ivf.d)
+    ivf.clustering_index = flat
+    return flat
+
+
+def _rebuild_quantizer(ivf: Any) -> None:
+    """Rebuild the HNSW graph over the trained centroids on one thread: faiss's parallel insertion
+    depends on thread timing, and two builds from one seed must assign every vector alike."""
+    import faiss
+
+    ivf.clustering_index = None
+    q = faiss.downcast_index(ivf.quantizer)
+    centroids = q.storage.reconstruct_n(0, q.ntotal)
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        q.reset()
+        q.add(centroids)
+    finally:
+        faiss.omp_set_num_threads(before)
+    q.hnsw.efSearch = QUANTIZER_EF
+    q.is_trained = True
 
 
 def _no_polysemous(index: Any) -> None:
@@ -483,6 +525,12 @@ def faiss_params(index: Any, knob_name: str | None, knob: int | None, sel: Any) 
     if isinstance(idx, faiss.IndexIVF) or (hasattr(faiss, "GpuIndexIVF") and isinstance(idx, faiss.GpuIndexIVF)):
         if knob is not None and knob_name == "nprobe":
             kw["nprobe"] = int(knob)
+        quantizer = faiss.downcast_index(idx.quantizer) if isinstance(idx, faiss.IndexIVF) else None
+        if knob is not None and isinstance(quantizer, faiss.IndexHNSW) and int(knob) > quantizer.hnsw.efSearch:
+            inner = faiss.SearchParametersHNSW(efSearch=int(knob))  # the graph must return nprobe lists
+            p = faiss.SearchParametersIVF(quantizer_params=inner, **kw)
+            p._keep = inner  # the SWIG object does not own `inner`
+            return p
         return faiss.SearchParametersIVF(**kw) if kw else None
     if isinstance(idx, faiss.IndexHNSW):
         if knob is not None and knob_name == "efSearch":
@@ -594,10 +642,11 @@ def build_index(ws: "Workspace", run: str, kind: str = "auto", metric: str = "co
         import functools
 
         from .cluster_index import shard_adder, shard_writer
-        from .shards import ShardedEmbeddings
+        from .shards import ShardedEmbeddings, one_pass_hold
 
         prep = functools.partial(prepare, metric=metric)
-        with ShardedEmbeddings(emb, client=cluster, shard_rows=shard_rows) as sh:
+        # one pass over the rows: the workers read each shard in its add task, so none holds more than one
+        with ShardedEmbeddings(emb, client=cluster, shard_rows=shard_rows, hold=one_pass_hold(emb)) as sh:
             add = (shard_writer(sh, prep, data_path, CHUNK, progress) if on_disk
                    else shard_adder(sh, prep, CHUNK, progress))
             sim = make_index(emb, metric, kind, target_recall=target_recall, memory_budget_gb=memory_budget_gb,
@@ -636,7 +685,7 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
         raise CuratorError(f"unknown metric {metric!r}", f"use one of {', '.join(METRICS)}")
     n, d = x.shape
     budget = memory_budget_bytes(memory_budget_gb)
-    factory, why = choose_factory(n, d, kind, budget, ivf_only=ivf_only)
+    factory, why = choose_factory(n, d, kind, budget, ivf_only=ivf_only, gpu=gpu)
     t0 = time.perf_counter()
     try:
         index = faiss.index_factory(d, factory, faiss.METRIC_L2)
@@ -655,7 +704,10 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
         pick = np.sort(rng.choice(n, train_n, replace=False)) if train_n < n else np.arange(n)
         if ivf is not None:
             ivf.cp.seed = int(seed)
+        exact = _exact_clustering(ivf) if dev is None else None
         work.train(_rows(x, pick, metric))
+        if exact is not None:
+            _rebuild_quantizer(ivf)
     from .progress import progress_bar as tqdm
 
     if add is not None and dev is None:

@@ -3,6 +3,10 @@
 A shard is read on a worker from the file the embeddings are in (a .npy memmap or a zarr array,
 chunk = shard), so a worker that dies takes nothing with it: Dask reloads its shards elsewhere.
 Arrays with no file behind them travel inside the task, which keeps them recomputable too.
+With hold="disk" the workers keep only each shard's place in the file and read its rows in every
+task: a worker's memory is then one shard's rows (plus O(1) bytes per row of step state, e.g. FPS
+min-distances), whatever N is, and each step costs one read of the file (the page cache, or the
+object store, serves it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from .cluster import get_client, worker_count
 from .errors import CuratorError
 
 DEFAULT_SHARD_ROWS = 1 << 18
+HOLDS = ("memory", "disk")
 
 
 @dataclass(frozen=True)
@@ -30,15 +35,17 @@ class Shard:
     path: str | None = None
     data: np.ndarray | None = None
 
-    def read(self) -> np.ndarray:
-        """The shard's rows as a numpy array (on whichever process runs this)."""
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The shard's rows [start, stop) (shard-local) as a numpy array, on whichever process runs this."""
+        stop = self.hi - self.lo if stop is None else stop
         if self.kind == "inline":
-            return np.asarray(self.data)
+            return np.asarray(self.data[start:stop])
+        lo, hi = self.lo + start, self.lo + stop
         if self.kind == "npy":
-            return np.array(np.load(self.path, mmap_mode="r")[self.lo:self.hi])
+            return np.array(np.load(self.path, mmap_mode="r")[lo:hi])
         import zarr
 
-        return np.asarray(zarr.open_array(self.path, mode="r")[self.lo:self.hi])
+        return np.asarray(zarr.open_array(self.path, mode="r")[lo:hi])
 
 
 def source_of(X: Any) -> tuple[str, str | None]:
@@ -72,14 +79,32 @@ def _load(shard: Shard) -> tuple[Shard, np.ndarray]:
     return Shard(shard.lo, shard.hi, shard.kind, shard.path), shard.read()
 
 
+def _place(shard: Shard) -> tuple[Shard, None]:
+    return shard, None
+
+
+def one_pass_hold(X: Any) -> str:
+    """The hold for a step that reads every row once (scoring, index adds): "disk" when a file is behind X,
+    since holding the rows would cost the same read plus N / workers rows of worker memory; else "memory"."""
+    return "memory" if isinstance(X, ShardedEmbeddings) or source_of(X)[0] == "inline" else "disk"
+
+
+def rows_of(item: tuple[Shard, np.ndarray | None]) -> np.ndarray:
+    """A held shard's rows: from worker memory, or read from the file now (hold="disk")."""
+    shard, rows = item
+    return shard.read() if rows is None else rows
+
+
 class ShardedEmbeddings:
     """An [N, d] embedding matrix persisted in the workers' memory as row shards, loaded once.
 
     Every cluster step (FPS, scoring, index adds) maps a per-shard kernel over `futures`; the
-    results are the same as the single-process function's on the whole matrix.
+    results are the same as the single-process function's on the whole matrix. hold="disk" keeps
+    only where each shard is in the file (a .npy or zarr store every worker can read), so worker
+    memory is bounded by one shard instead of growing with N; every step then reads the file.
     """
 
-    def __init__(self, X: Any, client: Any = None, shard_rows: int | None = None):
+    def __init__(self, X: Any, client: Any = None, shard_rows: int | None = None, hold: str = "memory"):
         self.client = get_client(client)
         if self.client is None:
             raise CuratorError("no Dask cluster to put the shards on",
@@ -89,13 +114,20 @@ class ShardedEmbeddings:
         if len(shape) != 2 or shape[0] == 0:
             raise CuratorError(f"expected a non-empty [N, d] embedding matrix, got shape {list(shape)}",
                                "pass load_embeddings(ws, run)")
+        if hold not in HOLDS:
+            raise CuratorError(f"unknown hold {hold!r}", f"use one of {', '.join(HOLDS)}")
+        if hold == "disk" and source_of(X)[0] == "inline":
+            raise CuratorError("hold='disk' needs embeddings in a file the workers can read, but these are in memory",
+                               "pass load_embeddings(ws, run) (a .npy memmap or a zarr array), or hold='memory'")
         self.X = X
+        self.hold = hold
         self.n, self.d = int(shape[0]), int(shape[1])
         self.dtype = np.dtype(X.dtype)
         self.shards = plan_shards(X, shard_rows)
         # a fresh key per load, so two ShardedEmbeddings never share (and release) each other's futures
         tag = uuid.uuid4().hex[:12]
-        self.futures = [self.client.submit(_load, s, key=f"curator-shard-{tag}-{i}") for i, s in enumerate(self.shards)]
+        fn = _place if hold == "disk" else _load
+        self.futures = [self.client.submit(fn, s, key=f"curator-shard-{tag}-{i}") for i, s in enumerate(self.shards)]
 
     def __len__(self) -> int:
         return self.n

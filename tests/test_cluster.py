@@ -119,6 +119,21 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
         assert bars["score and pick (cluster)"] == [(5, 5, False)] * 2
         with pytest.raises(CuratorError, match="cannot be split over shards"):
             cluster_score_and_pick(sh, head, 8, "random")
+    # hold="disk": the workers keep only where each shard is in the file and read it in every step (memory
+    # bounded by one shard): the same picks and the same batch
+    with ShardedEmbeddings(X, client=local_client, shard_rows=700, hold="disk") as on_disk:
+        assert all(rows is None for _, rows in local_client.gather(on_disk.futures))
+        picks, radii = cluster_farthest_point_sample(on_disk, 40, start=[11, 2000])
+        np.testing.assert_array_equal(picks, want)
+        np.testing.assert_allclose(radii, want_r, rtol=1e-5)
+        np.testing.assert_array_equal(cluster_score_and_pick(on_disk, head, 64, "entropy", candidates=cand),
+                                      acquisition.select(P, 64, "entropy", candidates=cand))
+    np.testing.assert_array_equal(cluster_predict_proba(X, head, client=local_client, shard_rows=700), P)
+    with pytest.raises(CuratorError, match="hold='disk' needs embeddings in a file") as e:
+        ShardedEmbeddings(np.asarray(X), client=local_client, hold="disk")
+    assert "load_embeddings" in e.value.fix
+    with pytest.raises(CuratorError, match="unknown hold 'ram'"):
+        ShardedEmbeddings(X, client=local_client, hold="ram")
 
     sim = build_index(ws, "r", kind="ivf", metric="l2", client=local_client, shard_rows=700, progress=True)
     assert bars["index: shard adds (cluster)"] == [(5, 5, False)]
@@ -139,6 +154,19 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
     D3, I3 = disk.search_prepared(q, 10)
     np.testing.assert_array_equal(I3, I2)
     np.testing.assert_array_equal(D3, D2)
+    # an HNSW coarse quantizer (chosen from HNSW_QUANTIZER_NLIST lists) travels to the workers with the index
+    import curator_widgets.index as index_module
+
+    with monkeypatch.context() as m:
+        m.setattr(index_module, "HNSW_QUANTIZER_NLIST", 1)
+        ref = make_index(np.asarray(X), "l2", "ivf")
+        for on_disk in (False, True):
+            graph = build_index(ws, "r", kind="ivf", metric="l2", client=local_client, shard_rows=700,
+                                progress=False, on_disk=on_disk, rebuild=True)
+            assert "_HNSW32" in graph.params["factory"] and graph.params["factory"] == ref.params["factory"]
+            D4, I4 = graph.search_prepared(q, 10)
+            np.testing.assert_array_equal(I4, ref.search_prepared(q, 10)[1])
+            np.testing.assert_array_equal(D4, ref.search_prepared(q, 10)[0])
 
     # an active-learning round of ActiveLoop(client=): scored on the workers, the same batch and scores
     from curator_widgets.active import ActiveLoop, Oracle
@@ -229,6 +257,8 @@ def test_cli_cluster_found_by_env_and_a_killed_worker_changes_nothing(cli_cluste
     argv = ["sample", "-w", str(ws.root), "--run", "r", "-n", "12", "--seed", "3", "--scheduler", cli_cluster.address]
     assert main(argv) == 0
     np.testing.assert_array_equal(load_sample(ws, "fps-12-r"), sample(X, 12, "fps", seed=3))
+    assert main(argv + ["--hold", "disk", "--name", "fps-disk"]) == 0  # rows read from the file in every step
+    np.testing.assert_array_equal(load_sample(ws, "fps-disk"), sample(X, 12, "fps", seed=3))
 
 
 def test_projection_places_the_rest_on_workers_where_one_process_does(local_client, embedded_ws, monkeypatch):

@@ -51,11 +51,42 @@ def test_auto_selection_follows_faiss_guidelines():
     assert ix.choose_factory(5_000, 64, "ivf")[0] == f"IVF{ix.auto_nlist(5_000)},Flat"
     assert ix.auto_nlist(1_000) == 1_000 // 39  # every list gets the ~39 training points k-means wants
     assert ix.choose_factory(5_000, 64, "IVF64,SQ8")[0] == "IVF64,SQ8"
+    # from HNSW_QUANTIZER_NLIST lists an HNSW graph assigns vectors to lists (N x nlist would grow as N^1.5);
+    # a GPU scans its centroids exactly
+    f, why = ix.choose_factory(10_000_000, 128, memory_budget=64 * gb)
+    assert f == "IVF12649_HNSW32,Flat" and "HNSW graph over the centroids" in why
+    assert ix.choose_factory(10_000_000, 128, "ivf-sq8")[0] == "IVF12649_HNSW32,SQ8"
+    assert ix.choose_factory(10_000_000, 128, memory_budget=64 * gb, gpu=True)[0] == "IVF12649,Flat"
     with pytest.raises(CuratorError, match="unknown index kind 'fast'") as e:
         ix.choose_factory(10, 4, "fast")
     assert "ivf-sq8" in e.value.fix
     with pytest.raises(CuratorError, match="memory_budget_gb=0 must be positive"):
         ix.memory_budget_bytes(0)
+
+
+def test_hnsw_quantizer_is_deterministic_and_clusters_exactly():
+    """The graph quantizer's build is the flat one's k-means plus a one-thread graph: two builds from one
+    seed answer alike, the lists hold the flat build's centroids, and nprobe above the graph's efSearch
+    is passed down to the graph so that nprobe = nlist is an exact search."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((40, 32)).astype(np.float32) * 4
+    X = (centres[rng.integers(0, 40, 12_000)] + rng.standard_normal((12_000, 32))).astype(np.float32)
+    a = ix.make_index(X, "l2", "IVF256_HNSW32,Flat", seed=3)
+    b = ix.make_index(X, "l2", "IVF256_HNSW32,Flat", seed=3)
+    flat = ix.make_index(X, "l2", "IVF256,Flat", seed=3)
+    qa, qf = (faiss.downcast_index(faiss.extract_index_ivf(s.index).quantizer) for s in (a, flat))
+    assert isinstance(qa, faiss.IndexHNSWFlat) and qa.hnsw.efSearch == ix.QUANTIZER_EF
+    np.testing.assert_array_equal(qa.storage.reconstruct_n(0, 256), qf.reconstruct_n(0, 256))
+    q = X[:50] + 0.01
+    for knob in (4, 200, 256):
+        np.testing.assert_array_equal(a._faiss_search(q, 10, None, knob)[1], b._faiss_search(q, 10, None, knob)[1])
+    assert ix.faiss_params(a.index, "nprobe", 200, None)._keep.efSearch == 200
+    assert ix.faiss_params(a.index, "nprobe", 8, None).quantizer_params is None  # the graph's own 64 suffice
+    exact = faiss.knn(q, X, 10)[1]
+    np.testing.assert_array_equal(np.sort(a._faiss_search(q, 10, None, 256)[1], 1), np.sort(exact, 1))
+    assert a.params["recall_at_10"] >= 0.95
 
 
 def test_unstructured_data_falls_back_to_exact(monkeypatch):

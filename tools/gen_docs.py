@@ -491,6 +491,14 @@ def scale_tables(text: str) -> str:
                      "same results as in memory |", "|---" * 5 + "|"]
         rows += [f"| {r['N']:,} | {r['index_ondisk_cluster_s']} | {r['ondisk_GB']} | {r['query_ondisk_p50_ms']} | "
                  f"{r['index_ondisk_same_results']} |" for r in disk]
+    modis = res.get("modis_rows") or []
+    if modis:
+        rows += ["", "Real-imagery vectors (MODIS mosaic patches, tiled up to N):", "",
+                 "| N | index | index cluster / 1 proc (s) | recall@10 (cluster / 1 proc) | query p50 (ms) | "
+                 "same results | AL round cluster / 1 proc (s) | same picks |", "|---" * 8 + "|"]
+        rows += [f"| {r['N']:,} | {r['index']}, nprobe {r['nprobe']} | {r['index_cluster_s']} / {r['index_single_s']} | "
+                 f"{r['recall_at_10']} / {r['recall_single']} | {r['query_p50_ms']} | {r['index_same_results']} | "
+                 f"{r['al_round_cluster_s']} / {r['al_round_single_s']} | {r['al_same_picks']} |" for r in modis]
     ratio = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in res["cost_per_chip_ratio_largest_vs_smallest"].items())
     rows += ["", f"{res['workers']} CLI-started `dask worker` processes ({res['threads_per_worker']} thread each) and a "
                  f"`dask scheduler` on loopback, on {m['cpus']} CPUs (load average {m.get('load_avg')} when it ended, "

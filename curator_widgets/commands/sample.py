@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", choices=["l2", "cosine"], default="l2")
     p.add_argument("--dtype", choices=["float32", "float16"], help="FPS storage precision (default: the embeddings')")
     p.add_argument("--device", help="torch device for FPS (default: cuda when available)")
+    p.add_argument("--hold", choices=["memory", "disk"], default="memory",
+                   help="with --scheduler: keep the rows in worker memory between FPS steps (fast), or read them "
+                        "from the embeddings file in every step (worker memory bounded by one shard)")
     p.add_argument("--clusters", type=int, help="k-means clusters for --method clusters (default sqrt(N/2))")
     p.add_argument("--subset-size", type=int, help="candidate subset size m for --method stratified")
     add_scheduler(p, "--method fps (the same picks, the embeddings held as shards on the workers)")
@@ -80,4 +83,4 @@ def _cluster_fps(X: Any, args: argparse.Namespace, client: Any) -> np.ndarray:
     from ..sampling import fps_start
 
     return cluster_farthest_point_sample(X, args.n, start=fps_start(len(X), args.seed), metric=args.metric,
-                                         client=client, dtype=args.dtype)[0]
+                                         client=client, dtype=args.dtype, hold=args.hold)[0]
