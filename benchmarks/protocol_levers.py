@@ -50,6 +50,12 @@ EMBEDDING_OPTIONS: list[tuple[str, SSLRecipe]] = [
     # longer schedules, up to protocol.SSL_VIEWS_CAP, the ceiling the 30k-image CPU budget sets
     ("64 px averaged + 128 px, 2x compute (84,000 views)", replace(BASE_SSL, tta=True, scales=(128,), views=84_000)),
     ("64 px averaged + 128 px, 4x compute (168,000 views)", replace(BASE_SSL, tta=True, scales=(128,), views=168_000)),
+    # the resolution the images carry (UC Merced is 256 px) at embed time, and at training time within the same compute
+    ("64 px averaged + 128 px + 256 px, 4x compute", replace(BASE_SSL, tta=True, scales=(128, 256), views=168_000)),
+    ("96 px averaged + 192 px, 4x compute (74,667 views of 96 px)",
+     replace(BASE_SSL, image_size=96, tta=True, scales=(192,), views=168_000)),
+    ("96 px averaged + 192 px + 256 px, 4x compute",
+     replace(BASE_SSL, image_size=96, tta=True, scales=(192, 256), views=168_000)),
 ]
 LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("head", "logistic head", {}),
