@@ -280,6 +280,10 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.k, args.shard_rows, args.queries = [20_000, 40_000], 8, 8192, 50
+    if __name__ != "__main__":  # imported (tests load it as a module the workers cannot import): ship its
+        import cloudpickle  # functions to the workers by value, as they are when it runs as a script
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
     started = time.perf_counter()
     rows, modis = [], []
     with tempfile.TemporaryDirectory() as tmp, LoopbackCluster(n_workers=args.workers) as lc:

@@ -133,14 +133,14 @@ class GraphHead:
     propagation over the pool's kNN graph, built on the first fit and kept for the pool.
 
     `ActiveLoop(ws, run, head="propagation", head_options={"head_weight": 0.5})`; head_weight=1 is
-    the logistic head alone, 0 propagation alone. The defaults (an equal blend, alpha 0.9, background
-    prior 0.2) are the protocol's lever winners (benchmarks/protocol_levers.py, UC Merced's dev classes).
+    the logistic head alone, 0 propagation alone. The defaults (an equal blend, the 10-nearest-neighbour
+    graph, alpha 0.99, no background prior) are the protocol's lever winners (benchmarks/protocol_levers.py, UC Merced's dev classes).
     """
 
     kind = "propagation"
 
     def __init__(self, n_classes: int = 2, seed: int = 0, device: str | None = "auto", head_weight: float = 0.5,
-                 k: int = 20, alpha: float = 0.9, background: float = 0.2, graph: LabelPropagation | None = None):
+                 k: int = 10, alpha: float = 0.99, background: float = 0.0, graph: LabelPropagation | None = None):
         if not 0 <= float(head_weight) <= 1:
             raise CuratorError(f"head_weight={head_weight} is not in [0, 1]", "use 0 (graph only) .. 1 (head only)")
         self.n_classes, self.seed, self.device = int(n_classes), int(seed), device

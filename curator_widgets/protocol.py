@@ -58,6 +58,7 @@ class SSLRecipe:
 
     def model_run(self, n: int) -> str:
         tag = "" if not self.augment else "-aug" + hashlib.sha1(repr(self.augment).encode()).hexdigest()[:6]
+        tag += f"-seed{self.seed}" if self.seed else ""  # another seed is another model, never the cached one
         return f"ssl-{self.method}-{self.backbone}-{self.image_size}px-{self.epochs(n)}ep{tag}"
 
     def embedding_run(self, n: int) -> str:
@@ -99,8 +100,8 @@ SSL_VIEWS_CAP = 168_000
 
 # The defaults: the lever winners on UC Merced's dev classes (benchmarks/protocol_levers.py; the
 # dataclass defaults above are the baseline each lever is compared with).
-DEFAULT_SSL = SSLRecipe(tta=True, scales=(128,), views=SSL_VIEWS_CAP)
-DEFAULT_LOOP = LoopRecipe(head_weight=0.5, background=0.2, alpha=0.9, strategy="entropy+proximity")
+DEFAULT_SSL = SSLRecipe(tta=True, scales=(128, 256), views=SSL_VIEWS_CAP)
+DEFAULT_LOOP = LoopRecipe(head_weight=0.5, graph_k=10, strategy="entropy+proximity")
 
 
 STARTERS = 5  # starter images per class, the published protocol's count

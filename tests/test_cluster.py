@@ -453,3 +453,19 @@ def test_folder_ingest_on_a_cli_cluster_survives_a_killed_worker(cli_cluster, tm
         assert main(["ingest", "-w", str(tmp_path / "cli"), "--source", "folder", "--folder", str(tmp_path / "imgs"),
                      "--size", "16", "--scheduler", cli_cluster.address]) == 0
     same_manifests(one, Workspace.open(tmp_path / "cli"))
+
+
+def test_scale_benchmark_quick(tmp_path):
+    """benchmarks/scale.py --quick: every phase (held in memory, held on disk, index, MODIS patches) gives the
+    single-process answers, each worker's peak memory is recorded per phase, and the docs tables render."""
+    from helpers import load_bench
+
+    bench = load_bench("scale")
+    doc = bench.main(["--quick", "--out", str(tmp_path / "scale.json")])
+    for r in doc["rows"]:
+        assert r["fps_same_picks"] and r["disk_fps_same_picks"] and r["al_same_picks"] and r["disk_al_same_picks"]
+        assert r["index_same_results"] and r["index_ondisk_same_results"] and r["recall_at_10"] >= 0.95
+        assert len(r["worker_peak_rss_disk_mib"]) == 2 and min(r["worker_peak_rss_memory_mib"].values()) > 0
+    assert [r["data"] for r in doc["modis_rows"]] == ["modis-patches"] * 2
+    assert all(r["index_same_results"] and r["al_same_picks"] for r in doc["modis_rows"])
+    assert "worker_disk_peak_rss_mib" in doc["cost_per_chip_ratio_largest_vs_smallest"]

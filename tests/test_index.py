@@ -523,3 +523,15 @@ def test_retrieval_quality_benchmark_quick(tmp_path):
     assert "raw pixels" in names and out.exists()
     for r in doc["rows"]:
         assert 0 <= r["precision@10"] <= 1
+
+
+def test_ivf_quantizer_benchmark_quick(tmp_path):
+    """benchmarks/ivf_quantizer.py --quick runs, measures both assignments and renders its docs table."""
+    from helpers import load_bench
+
+    bench = load_bench("ivf_quantizer")
+    doc = bench.main(["--quick", "--out", str(tmp_path / "q.json")])
+    assert doc["threshold_in_code"] == ix.HNSW_QUANTIZER_NLIST and [r["nlist"] for r in doc["rows"]] == [800, 1600]
+    for r in doc["rows"]:
+        assert r["flat_us_per_vector"] > 0 and r["hnsw_us_per_vector"] > 0 and 0.9 <= r["agreement"] <= 1
+    assert "| 1600 |" in bench.doc_tables(doc)["main"]

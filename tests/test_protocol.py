@@ -164,6 +164,9 @@ def test_ssl_budget_is_compute_not_epochs():
     r = SSLRecipe(views=126_000, max_epochs=100)
     assert r.epochs(2100) == 60 and r.epochs(30_000) == 4 and r.epochs(300) == 100
     assert SSLRecipe(image_size=128, views=126_000).epochs(2100) == 15  # 4x the pixels per view
+    # the seed is part of the model's name (seed 0's names are unchanged), so another seed never reuses a model
+    assert SSLRecipe().model_run(2100) == "ssl-simclr-small_cnn-64px-20ep"
+    assert SSLRecipe(seed=1).model_run(2100) == "ssl-simclr-small_cnn-64px-20ep-seed1"
 
 
 # ----------------------------------------------------------------------------- embeddings

@@ -491,6 +491,17 @@ def scale_tables(text: str) -> str:
                      "same results as in memory |", "|---" * 5 + "|"]
         rows += [f"| {r['N']:,} | {r['index_ondisk_cluster_s']} | {r['ondisk_GB']} | {r['query_ondisk_p50_ms']} | "
                  f"{r['index_ondisk_same_results']} |" for r in disk]
+    mem = [r for r in res["rows"] if "worker_peak_rss_disk_mib" in r]
+    if mem:
+        top = lambda d: f"{max(d.values()):.0f}"  # noqa: E731  (the larger worker's)
+        rows += ["", "| N | rows per worker | worker RSS before (MiB) | peak RSS, hold=\"disk\" FPS + AL round (MiB) | "
+                     "peak RSS, index build (MiB) | peak RSS, hold=\"memory\" (MiB) | FPS step p50, disk (ms) | "
+                     "same picks | AL round, disk (s) | same picks |", "|---" * 10 + "|"]
+        rows += [f"| {r['N']:,} | {r['rows_per_worker']:,} | {top(r['worker_rss_before_mib'])} | "
+                 f"{top(r['worker_peak_rss_disk_mib'])} | {top(r['worker_peak_rss_index_mib'])} | "
+                 f"{top(r['worker_peak_rss_memory_mib'])} | {r['disk_fps_step_p50_ms']} | "
+                 f"{r['disk_fps_same_picks']} (k={r['disk_fps_k']}) | {r['disk_al_round_cluster_s']} | "
+                 f"{r['disk_al_same_picks']} |" for r in mem]
     modis = res.get("modis_rows") or []
     if modis:
         rows += ["", "Real-imagery vectors (MODIS mosaic patches, tiled up to N):", "",
