@@ -2,12 +2,13 @@
 centroids against an HNSW graph over them, per list count, in one run.
 
 Adding N vectors to IVF{nlist} assigns each to its nearest centroid: the exact scan costs N x nlist
-distances (BLAS), the graph about efSearch x M. The centroids are data points (k-means would take
-minutes at these list counts and does not change what an assignment costs); agreement is the share
-of vectors the graph sends to the exact scan's list. `index.HNSW_QUANTIZER_NLIST` is the smallest
-list count of the table where the graph is faster.
+distances (BLAS), the graph about efSearch x M. The centroids are a short k-means (KMEANS_ITERS
+iterations over 40 x nlist points, IVF's training sample size: where the lists really sit, at a
+fraction of a full training's cost); agreement is the share of vectors the graph sends to the exact
+scan's list. The graph would pay where it assigns SPEEDUP times faster or more and agrees on AGREEMENT of
+the vectors; `index.choose_factory`'s auto never picks it while no list count measured here does.
 
-    .venv/bin/python benchmarks/ivf_quantizer.py            # nlist 2,528 .. 17,888 (N = 400k .. 20M)
+    .venv/bin/python benchmarks/ivf_quantizer.py            # nlist 2,529 .. 25,298 (N = 400k .. 40M)
     .venv/bin/python benchmarks/ivf_quantizer.py --quick
 """
 
@@ -24,14 +25,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_table, write_results  # noqa: E402
 from sampling_speed import mixture  # noqa: E402
 
-from curator_widgets.index import HNSW_M, HNSW_QUANTIZER_NLIST, QUANTIZER_EF, auto_nlist  # noqa: E402
+from curator_widgets.index import HNSW_M, QUANTIZER_EF, auto_nlist, choose_factory  # noqa: E402
 
 
-def one(nlist: int, X: np.ndarray, seed: int) -> dict:
+KMEANS_ITERS = 4
+SPEEDUP = 1.2  # "pays": the graph assigns at least this much faster than the scan
+AGREEMENT = 0.99  # ... and sends at least this share of vectors to the scan's list
+
+
+def one(nlist: int, X: np.ndarray, seed: int, efs: tuple[int, ...]) -> list[dict]:
     import faiss
 
     d = X.shape[1]
-    centroids = mixture(nlist, d, seed=seed + 1).numpy().astype(np.float32)
+    sample = mixture(40 * nlist, d, seed=seed + 1).numpy().astype(np.float32)  # IVF's training sample size
+    km = faiss.Kmeans(d, nlist, niter=KMEANS_ITERS, seed=seed, max_points_per_centroid=40)
+    km.train(sample)
+    centroids = km.centroids
     flat = faiss.IndexFlatL2(d)
     flat.add(centroids)
     t0 = time.perf_counter()
@@ -44,32 +53,38 @@ def one(nlist: int, X: np.ndarray, seed: int) -> dict:
     graph.add(centroids)
     t_build = time.perf_counter() - t0
     faiss.omp_set_num_threads(before)
-    graph.hnsw.efSearch = QUANTIZER_EF
-    t0 = time.perf_counter()
-    approx = graph.search(X, 1)[1][:, 0]
-    t_graph = time.perf_counter() - t0
-    n = len(X)
-    return {"nlist": nlist, "vectors": n, "flat_us_per_vector": round(1e6 * t_flat / n, 3),
-            "hnsw_us_per_vector": round(1e6 * t_graph / n, 3), "graph_build_s": round(t_build, 3),
-            "speedup": round(t_flat / t_graph, 2), "agreement": round(float(np.mean(exact == approx)), 4)}
+    rows = []
+    for ef in efs:
+        graph.hnsw.efSearch = ef
+        t0 = time.perf_counter()
+        approx = graph.search(X, 1)[1][:, 0]
+        t_graph = time.perf_counter() - t0
+        n = len(X)
+        rows.append({"nlist": nlist, "efSearch": ef, "vectors": n, "flat_us_per_vector": round(1e6 * t_flat / n, 3),
+                     "hnsw_us_per_vector": round(1e6 * t_graph / n, 3), "graph_build_s": round(t_build, 3),
+                     "speedup": round(t_flat / t_graph, 2), "agreement": round(float(np.mean(exact == approx)), 4)})
+    return rows
 
 
-COLUMNS = ["N", "nlist", "flat_us_per_vector", "hnsw_us_per_vector", "speedup", "agreement", "graph_build_s"]
+COLUMNS = ["N", "nlist", "efSearch", "flat_us_per_vector", "hnsw_us_per_vector", "speedup", "agreement", "graph_build_s"]
 
 
 def doc_tables(doc: dict) -> dict[str, str]:
     """The docs table (tools/gen_docs.py fills docs/search.md from the committed JSON with it)."""
     m = doc["machine"]
-    note = (f"\n\n{doc['rows'][0]['vectors']:,} vectors of d={doc['d']} assigned per list count; HNSW{doc['M']}, "
-            f"efSearch {doc['efSearch']}; {m.get('cpus')} CPUs; commit `{(doc.get('commit') or '?')[:10]}`. Smallest "
-            f"list count where the graph is faster: {doc['smallest_nlist_graph_faster']}; "
-            f"`index.HNSW_QUANTIZER_NLIST` = {doc['threshold_in_code']}.")
+    pays = doc["smallest_nlist_graph_pays"]
+    note = (f"\n\n{doc['rows'][0]['vectors']:,} vectors of d={doc['d']} assigned per list count (centroids: a "
+            f"{KMEANS_ITERS}-iteration k-means); HNSW{doc['M']}; {m.get('cpus')} CPUs; commit "
+            f"`{(doc.get('commit') or '?')[:10]}`. The graph pays ({doc['speedup_rule']}x faster or more, and "
+            f"{doc['agreement_rule']:.0%} of vectors or more sent to the exact list) "
+            + (f"from {pays:,} lists" if pays else "at no list count measured") + "; auto "
+            + ("picks it" if doc["auto_picks_graph"] else "never picks it") + ".")
     return {"main": markdown_table(COLUMNS, doc["rows"]) + note}
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[400_000, 1_000_000, 4_200_000, 10_000_000, 20_000_000],
+    ap.add_argument("--sizes", type=int, nargs="+", default=[400_000, 1_000_000, 4_200_000, 10_000_000, 20_000_000, 40_000_000],
                     help="pool sizes whose auto list count (4 sqrt N) is measured")
     ap.add_argument("--vectors", type=int, default=100_000, help="vectors assigned per list count")
     ap.add_argument("--d", type=int, default=128)
@@ -85,11 +100,13 @@ def main(argv: list[str] | None = None) -> dict:
     X = mixture(args.vectors, args.d, seed=0).numpy().astype(np.float32)
     rows = []
     for n in args.sizes:
-        rows.append({"N": n, **one(auto_nlist(n), X, seed=0)})
-        print(rows[-1], flush=True)
-    faster = [r["nlist"] for r in rows if r["speedup"] > 1]
-    res = {"benchmark": "ivf_quantizer", "d": args.d, "M": HNSW_M, "efSearch": QUANTIZER_EF, "rows": rows,
-           "threshold_in_code": HNSW_QUANTIZER_NLIST, "smallest_nlist_graph_faster": min(faster) if faster else None,
+        rows += [{"N": n, **r} for r in one(auto_nlist(n), X, 0, (QUANTIZER_EF, 2 * QUANTIZER_EF))]
+        print(rows[-2:], flush=True)
+    pays = [r["nlist"] for r in rows if r["speedup"] >= SPEEDUP and r["agreement"] >= AGREEMENT]
+    auto = any("_HNSW" in choose_factory(n, args.d, memory_budget=2**40)[0] for n in args.sizes)
+    res = {"benchmark": "ivf_quantizer", "d": args.d, "M": HNSW_M, "efSearch": QUANTIZER_EF, "speedup_rule": SPEEDUP,
+           "agreement_rule": AGREEMENT, "rows": rows, "smallest_nlist_graph_pays": min(pays) if pays else None,
+           "auto_picks_graph": auto,
            "quick": args.quick}
     doc = write_results(args.out, res, seeds=[0], started=started)
     print(doc_tables(doc)["main"])

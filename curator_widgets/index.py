@@ -38,11 +38,9 @@ MODES = ("mean", "union")
 FLAT_MAX = 50_000            # faiss guideline: exact search is fine below ~10k-50k vectors
 EXACT_SUBSET_MAX = 20_000    # a filter that leaves fewer rows than this is searched exactly over them
 HNSW_M = 32
-# From this many lists the coarse quantizer is an HNSW graph over the centroids (faiss's IVF{n}_HNSW32): assigning a
-# vector to one of 12,649 lists took 2.5x less time than the exact scan on this box (quantizer efSearch 64, 99.9% of
-# assignments the exact ones), while at 2,528 lists the exact scan was 1.2x faster. Without it, adding costs
-# N x nlist ~ N^1.5, so the build's cost per chip grows with the pool (benchmarks/scale.py).
-HNSW_QUANTIZER_NLIST = 8192
+# The efSearch of an HNSW coarse quantizer (a factory string such as "IVF65536_HNSW32,SQ8"): auto never picks one, since
+# on this box the graph assigned vectors to lists at most 1.5x faster than the exact scan up to 25k lists while agreeing
+# with it on only 64-93% of them (benchmarks/ivf_quantizer.py).
 QUANTIZER_EF = 64
 CHUNK = 65_536               # rows per block when streaming embeddings from the memmap
 CALIBRATION_QUERIES = 400
@@ -176,7 +174,7 @@ def auto_nlist(n: int) -> int:
 
 
 def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None = None,
-                   ivf_only: bool = False, gpu: bool = False) -> tuple[str, str]:
+                   ivf_only: bool = False) -> tuple[str, str]:
     """(faiss factory string, why) for `n` vectors of dimension `d`, following faiss's index guidelines.
 
     auto: Flat up to FLAT_MAX vectors (exact and fast enough); above, IVF{4 sqrt N} with the
@@ -184,8 +182,6 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
     float16 embeddings), SQ8 (1 B/dim), then PQ. HNSW is offered as `kind="hnsw"` but not picked
     by auto on CPU: its build is ~5x slower than IVF's here for the same recall and latency.
     `ivf_only` (on-disk lists): auto never picks exact Flat, and a kind without inverted lists is an error.
-    From HNSW_QUANTIZER_NLIST lists the IVF's coarse quantizer is an HNSW graph (not on a GPU, which scans
-    the centroids exactly at little cost and cannot hold an HNSW quantizer).
     """
     if ivf_only and (kind in ("flat", "hnsw") or (kind not in KINDS and not kind.startswith("IVF"))):
         raise CuratorError(f"on_disk=True needs an IVF index, but kind {kind!r} has no inverted lists",
@@ -197,7 +193,7 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
                            f"use one of {', '.join(KINDS)}, or a faiss index_factory string such as 'IVF1024,SQ8'")
     budget = memory_budget_bytes() if memory_budget is None else int(memory_budget)
     nlist = auto_nlist(n)
-    ivf = f"IVF{nlist}" + (f"_HNSW{HNSW_M}" if nlist >= HNSW_QUANTIZER_NLIST and not gpu else "")
+    ivf = f"IVF{nlist}"
     if kind == "flat":
         return "Flat", "asked for exact search"
     if kind == "hnsw":
@@ -217,8 +213,7 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
     for spec, nbytes, why in (("Flat", 4, "fits in memory as float32"), ("SQfp16", 2, "float16 storage fits the budget"),
                               ("SQ8", 1, "8-bit storage fits the budget")):
         if n * d * nbytes <= budget:
-            graph = ", an HNSW graph over the centroids assigns" if "_HNSW" in ivf else ""
-            return f"{ivf},{spec}", f"{n} vectors: IVF{nlist} (4 sqrt N lists{graph}), {why}"
+            return f"{ivf},{spec}", f"{n} vectors: IVF{nlist} (4 sqrt N lists), {why}"
     m = max(1, int(budget // max(n, 1)))
     m = max([c for c in range(1, d + 1) if d % c == 0 and c <= m] or [1])
     return f"{ivf},{_pq_spec(n, d, m)}", f"{n} vectors do not fit {budget / 2**30:.1f} GiB even at 8 bits: product quantization"
@@ -685,7 +680,7 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
         raise CuratorError(f"unknown metric {metric!r}", f"use one of {', '.join(METRICS)}")
     n, d = x.shape
     budget = memory_budget_bytes(memory_budget_gb)
-    factory, why = choose_factory(n, d, kind, budget, ivf_only=ivf_only, gpu=gpu)
+    factory, why = choose_factory(n, d, kind, budget, ivf_only=ivf_only)
     t0 = time.perf_counter()
     try:
         index = faiss.index_factory(d, factory, faiss.METRIC_L2)

@@ -154,19 +154,14 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
     D3, I3 = disk.search_prepared(q, 10)
     np.testing.assert_array_equal(I3, I2)
     np.testing.assert_array_equal(D3, D2)
-    # an HNSW coarse quantizer (chosen from HNSW_QUANTIZER_NLIST lists) travels to the workers with the index
-    import curator_widgets.index as index_module
-
-    with monkeypatch.context() as m:
-        m.setattr(index_module, "HNSW_QUANTIZER_NLIST", 1)
-        ref = make_index(np.asarray(X), "l2", "ivf")
-        for on_disk in (False, True):
-            graph = build_index(ws, "r", kind="ivf", metric="l2", client=local_client, shard_rows=700,
-                                progress=False, on_disk=on_disk, rebuild=True)
-            assert "_HNSW32" in graph.params["factory"] and graph.params["factory"] == ref.params["factory"]
-            D4, I4 = graph.search_prepared(q, 10)
-            np.testing.assert_array_equal(I4, ref.search_prepared(q, 10)[1])
-            np.testing.assert_array_equal(D4, ref.search_prepared(q, 10)[0])
+    # an HNSW coarse quantizer (a factory string) travels to the workers with the index: the same answers
+    ref = make_index(np.asarray(X), "l2", "IVF32_HNSW32,Flat")
+    for on_disk in (False, True):
+        graph = build_index(ws, "r", kind="IVF32_HNSW32,Flat", metric="l2", client=local_client, shard_rows=700,
+                            progress=False, on_disk=on_disk, rebuild=True)
+        D4, I4 = graph.search_prepared(q, 10)
+        np.testing.assert_array_equal(I4, ref.search_prepared(q, 10)[1])
+        np.testing.assert_array_equal(D4, ref.search_prepared(q, 10)[0])
 
     # an active-learning round of ActiveLoop(client=): scored on the workers, the same batch and scores
     from curator_widgets.active import ActiveLoop, Oracle
