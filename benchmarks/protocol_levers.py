@@ -4,7 +4,7 @@
 
 Embedding levers (SSL resolution at equal compute, rotation/flip-averaged embeddings) are scored by
 kNN top-1 and retrieval P@10 among dev classes and by the protocol on dev classes with the
-baseline loop; loop levers (label propagation over the kNN graph, blends, acquisition, the
+baseline loop; loop levers (label propagation over the kNN graph, blends, acquisition, self-training, the
 curated-set threshold) on the embedding that won. Each row's gain is against its lever's first
 row. The winner of each lever (highest recall + F1 at 7.8% effort, dev classes) is recorded;
 tests/test_protocol.py checks that `protocol.DEFAULT_SSL` / `DEFAULT_LOOP` are those winners.
@@ -74,6 +74,10 @@ LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("acquisition", "top positive (exploit)", {"strategy": "top_positive"}),
     ("acquisition", "entropy + p(positive) (uncertainty mixed with proximity to positives)",
      {"strategy": "entropy_positive"}),
+    # self-training: the logistic part fitted again with the blend's most confident unlabelled chips as labels
+    ("self-training", "none", {}),
+    ("self-training", "16 pseudo-labels per class", {"pseudo": 16}),
+    ("self-training", "64 pseudo-labels per class", {"pseudo": 64}),
     ("threshold", "0.5", {}),
     ("threshold", "0.4", {"threshold": 0.4}),
     ("threshold", "0.3", {"threshold": 0.3}),

@@ -193,19 +193,18 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
                            f"use one of {', '.join(KINDS)}, or a faiss index_factory string such as 'IVF1024,SQ8'")
     budget = memory_budget_bytes() if memory_budget is None else int(memory_budget)
     nlist = auto_nlist(n)
-    ivf = f"IVF{nlist}"
     if kind == "flat":
         return "Flat", "asked for exact search"
     if kind == "hnsw":
         return f"HNSW{HNSW_M},Flat", "asked for HNSW"
     if kind == "ivf":
-        return f"{ivf},Flat", "asked for IVF"
+        return f"IVF{nlist},Flat", "asked for IVF"
     if kind == "ivf-fp16":
-        return f"{ivf},SQfp16", "asked for IVF with float16 storage"
+        return f"IVF{nlist},SQfp16", "asked for IVF with float16 storage"
     if kind == "ivf-sq8":
-        return f"{ivf},SQ8", "asked for IVF with 8-bit scalar quantization"
+        return f"IVF{nlist},SQ8", "asked for IVF with 8-bit scalar quantization"
     if kind == "ivf-pq":
-        return f"{ivf},{_pq_spec(n, d, max(1, d // 4))}", "asked for IVF with product quantization"
+        return f"IVF{nlist},{_pq_spec(n, d, max(1, d // 4))}", "asked for IVF with product quantization"
     # auto
     if n <= FLAT_MAX and not ivf_only:
         if n * d * 4 <= budget:
@@ -213,10 +212,10 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
     for spec, nbytes, why in (("Flat", 4, "fits in memory as float32"), ("SQfp16", 2, "float16 storage fits the budget"),
                               ("SQ8", 1, "8-bit storage fits the budget")):
         if n * d * nbytes <= budget:
-            return f"{ivf},{spec}", f"{n} vectors: IVF{nlist} (4 sqrt N lists), {why}"
+            return f"IVF{nlist},{spec}", f"{n} vectors: IVF{nlist} (4 sqrt N lists), {why}"
     m = max(1, int(budget // max(n, 1)))
     m = max([c for c in range(1, d + 1) if d % c == 0 and c <= m] or [1])
-    return f"{ivf},{_pq_spec(n, d, m)}", f"{n} vectors do not fit {budget / 2**30:.1f} GiB even at 8 bits: product quantization"
+    return f"IVF{nlist},{_pq_spec(n, d, m)}", f"{n} vectors do not fit {budget / 2**30:.1f} GiB even at 8 bits: product quantization"
 
 
 def _exact_clustering(ivf: Any) -> Any:

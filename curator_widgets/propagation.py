@@ -128,21 +128,43 @@ def blend(p_head: np.ndarray, p_graph: np.ndarray, weight: float = 0.5) -> np.nd
     return (float(weight) * np.asarray(p_head, np.float32) + (1 - float(weight)) * np.asarray(p_graph, np.float32))
 
 
+def pseudo_labels(P: np.ndarray, labelled: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """Self-training's labels: for each class, the `per_class` unlabelled chips it claims most confidently
+    (argmax of P, highest probability first); ids int64 and classes int64, class by class."""
+    free = np.ones(len(P), dtype=bool)
+    free[np.asarray(labelled, dtype=np.int64)] = False
+    top = P.argmax(1)
+    ids, ys = [], []
+    for c in range(P.shape[1]):
+        cand = np.flatnonzero(free & (top == c))
+        pick = cand[np.argsort(-P[cand, c], kind="stable")[:per_class]]
+        ids.append(pick)
+        ys.append(np.full(len(pick), c, dtype=np.int64))
+    return np.concatenate(ids).astype(np.int64), np.concatenate(ys)
+
+
 class GraphHead:
     """An ActiveLoop head (`heads.ClassifierHead`): `head_weight` x a logistic head + the rest x label
     propagation over the pool's kNN graph, built on the first fit and kept for the pool.
 
     `ActiveLoop(ws, run, head="propagation", head_options={"head_weight": 0.5})`; head_weight=1 is
     the logistic head alone, 0 propagation alone. The defaults (an equal blend, the 10-nearest-neighbour
-    graph, alpha 0.99, no background prior) are the protocol's lever winners (benchmarks/protocol_levers.py, UC Merced's dev classes).
+    graph, alpha 0.99, no background prior) are the protocol's lever winners (benchmarks/protocol_levers.py,
+    UC Merced's dev classes). `pseudo` > 0 self-trains: the logistic part is fitted again with, per class,
+    the `pseudo` unlabelled chips the blend claims most confidently added as labels (propagation keeps the
+    true labels only).
     """
 
     kind = "propagation"
 
     def __init__(self, n_classes: int = 2, seed: int = 0, device: str | None = "auto", head_weight: float = 0.5,
-                 k: int = 10, alpha: float = 0.99, background: float = 0.0, graph: LabelPropagation | None = None):
+                 k: int = 10, alpha: float = 0.99, background: float = 0.0, graph: LabelPropagation | None = None,
+                 pseudo: int = 0):
         if not 0 <= float(head_weight) <= 1:
             raise CuratorError(f"head_weight={head_weight} is not in [0, 1]", "use 0 (graph only) .. 1 (head only)")
+        if int(pseudo) < 0:
+            raise CuratorError(f"pseudo={pseudo} must be >= 0", "use 0 (no self-training) or e.g. 64 per class")
+        self.pseudo = int(pseudo)
         self.n_classes, self.seed, self.device = int(n_classes), int(seed), device
         self.head_weight, self.k, self.alpha, self.background = float(head_weight), int(k), float(alpha), float(background)
         self.graph = graph
@@ -167,6 +189,9 @@ class GraphHead:
                 self.linear.set_scaler(Xf.mean(0), Xf.std(0))  # over the pool, as ActiveLoop fixes it
             self.linear.fit(X, y, ids=ids)
         self._ids, self._y = ids, y
+        if self.pseudo and 0 < self.head_weight < 1 and len(np.unique(y)) == self.n_classes:
+            extra_ids, extra_y = pseudo_labels(self.predict_proba(X), ids, self.pseudo)
+            self.linear.fit(X, np.concatenate([y, extra_y]), ids=np.concatenate([ids, extra_ids]))
         return self
 
     def predict_proba(self, X: Any, ids: np.ndarray | None = None) -> np.ndarray:

@@ -78,6 +78,7 @@ class LoopRecipe:
     background: float = 0.0
     strategy: str = "entropy"
     threshold: float = 0.5
+    pseudo: int = 0  # self-training: pseudo-labels per class added to the logistic part's second fit (GraphHead)
     points: tuple[float, ...] = POINTS
 
     def scaled(self, n: int) -> "LoopRecipe":
@@ -165,7 +166,7 @@ def session(X: np.ndarray, truth: np.ndarray, start: int, recipe: LoopRecipe, gr
     labelled = seed_ids(Xu, int(start), recipe.k, recipe.r, rng)
     targets = sorted({int(math.floor(p / 100 * n + 1e-9)) for p in recipe.points})
     head = GraphHead(2, seed=seed, device="cpu", head_weight=recipe.head_weight, k=recipe.graph_k,
-                     alpha=recipe.alpha, background=recipe.background, graph=graph)
+                     alpha=recipe.alpha, background=recipe.background, graph=graph, pseudo=recipe.pseudo)
     history: list[dict[str, Any]] = []
     while True:
         ids = np.asarray(labelled, dtype=np.int64)

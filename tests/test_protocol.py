@@ -83,6 +83,34 @@ def test_propagation_and_blend_reject_bad_input():
     np.testing.assert_allclose(blend(np.array([[0.2, 0.8]]), np.array([[0.6, 0.4]]), 0.25), [[0.5, 0.5]])
 
 
+def test_self_training_adds_the_most_confident_unlabelled_chips_per_class():
+    from curator_widgets.propagation import GraphHead, pseudo_labels
+
+    P = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.05, 0.95], [0.99, 0.01], [0.3, 0.7]], np.float32)
+    ids, ys = pseudo_labels(P, labelled=np.array([4]), per_class=2)  # chip 4 is labelled: never a pseudo-label
+    assert ids.tolist() == [0, 2, 3, 1] and ys.tolist() == [0, 0, 1, 1]
+    X, y = two_moons()
+    labelled = np.concatenate([np.flatnonzero(y == 0)[:3], np.flatnonzero(y == 1)[:3]])
+    fits = []
+    head = GraphHead(seed=0, device="cpu", pseudo=20)
+    real_fit = None
+
+    def spy(Xa, ya, ids):  # records what the logistic part is fitted on
+        fits.append((np.asarray(ids).copy(), np.asarray(ya).copy()))
+        return real_fit(Xa, ya, ids=ids)
+
+    head.fit(X, y[labelled], ids=labelled)  # builds the graph and the logistic part
+    real_fit = head.linear.fit
+    head.linear.fit = lambda Xa, ya, ids: spy(Xa, ya, ids)
+    P = head.fit(X, y[labelled], ids=labelled).predict_proba(X)
+    assert len(fits) == 2 and len(fits[0][0]) == 6 and len(fits[1][0]) == 6 + 40  # 20 per class added
+    extra = fits[1][0][6:]
+    assert not np.isin(extra, labelled).any() and np.mean(fits[1][1][6:] == y[extra]) > 0.9  # mostly right
+    assert P.shape == (len(X), 2) and np.allclose(P.sum(1), 1, atol=1e-5)
+    with pytest.raises(CuratorError, match="pseudo=-1"):
+        GraphHead(pseudo=-1)
+
+
 # ----------------------------------------------------------------------------- protocol kernel
 def clustered(classes: int = 6, per: int = 120, d: int = 16, seed: int = 0, spread: float = 1.1):
     rng = np.random.default_rng(seed)

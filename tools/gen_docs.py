@@ -578,10 +578,11 @@ def cost_30k_table(text: str) -> str:
     rows += ["", f"{res['machine']['cpus']} CPUs; commit `{(res.get('commit') or '?')[:10]}`."]
     if res.get("summary"):
         loop = res["loop"]
-        from curator_widgets.protocol import DEFAULT_LOOP
+        from curator_widgets.protocol import DEFAULT_LOOP, LoopRecipe
 
         now = {k: v for k, v in vars(DEFAULT_LOOP).items() if k not in ("batch", "points")}
-        changed = {k: (loop.get(k), v) for k, v in now.items() if loop.get(k) != v}
+        base = vars(LoopRecipe())  # a field a run predates had its baseline value then (e.g. pseudo 0: off)
+        changed = {k: (loop.get(k, base[k]), v) for k, v in now.items() if loop.get(k, base[k]) != v}
         older = ("" if not changed else " Measured with an earlier loop default ("
                  + ", ".join(f"{k} {a} where the default is now {b}" for k, (a, b) in changed.items())
                  + "); its costs do not depend on it, its quality does.")
