@@ -33,7 +33,7 @@ def shard_adder(sh: ShardedEmbeddings, prepare: Callable[[np.ndarray], np.ndarra
     """An `add=` for `index.make_index`: fill the trained index from the shards on the workers, each
     row turned into the stored form by `prepare` (index.prepare with the metric bound); a bar counts shards.
     Shard indexes are fetched and merged one at a time in row order, so this process holds the merged
-    index plus one shard's, not every shard's at once."""
+    index plus one shard's, and a worker holds at most the few finished ones the merge has not reached."""
 
     def add(index: Any) -> Any:
         import faiss
@@ -43,10 +43,11 @@ def shard_adder(sh: ShardedEmbeddings, prepare: Callable[[np.ndarray], np.ndarra
         if not hasattr(index, "merge_from") or isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
             raise CuratorError("an HNSW index cannot be assembled from shards",
                                "use kind='auto' or an IVF kind on a cluster, or build HNSW in one process")
-        futures = sh.map(_shard_add, faiss.serialize_index(index), prepare, chunk)
-        with progress_bar(total=len(futures), desc="index: shard adds (cluster)", unit="shard",
+        blob = faiss.serialize_index(index)
+        with progress_bar(total=len(sh.shards), desc="index: shard adds (cluster)", unit="shard",
                           disable=not progress, leave=False) as bar:
-            for shard, fut in zip(sh.shards, futures):
+            # a window of tasks ahead of the merge: a finished shard index waits on its worker until merged
+            for shard, fut in sh.imap(_shard_add, blob, prepare, chunk):
                 part = faiss.deserialize_index(fut.result())
                 fut.release()
                 index.merge_from(part, shard.lo)  # ids local to the shard, shifted to global ones

@@ -12,9 +12,10 @@ object store, serves it).
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -135,6 +136,20 @@ class ShardedEmbeddings:
     def map(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
         """fn((shard, rows), *args) on every shard, on the worker that holds it; the futures, in shard order."""
         return [self.client.submit(fn, f, *args, pure=False, **kwargs) for f in self.futures]
+
+    def imap(self, fn: Callable[..., Any], *args: Any, window: int | None = None, **kwargs: Any
+             ) -> Iterator[tuple[Shard, Any]]:
+        """(shard, future of fn((shard, rows), *args)) in shard order, with at most `window` tasks (default
+        two per worker) running ahead of the one handed out: a consumer that fetches results one at a time
+        keeps the workers busy without the results of every shard piling up in their memory."""
+        window = int(window or max(2, 2 * self.workers()))
+        ahead: deque[Any] = deque()
+        nxt = 0
+        for i, shard in enumerate(self.shards):
+            while nxt < len(self.futures) and nxt < i + window:
+                ahead.append(self.client.submit(fn, self.futures[nxt], *args, pure=False, **kwargs))
+                nxt += 1
+            yield shard, ahead.popleft()
 
     def gather(self, futures: list[Any]) -> list[Any]:
         return self.client.gather(futures)

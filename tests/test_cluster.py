@@ -99,6 +99,9 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
     X = load_embeddings(ws, "r")  # a .npy memmap: the workers read their shards from the file
     with ShardedEmbeddings(X, client=local_client, shard_rows=700) as sh:
         assert [s.kind for s in sh.shards] == ["npy"] * 5 and sh.shards[-1].hi == 3000
+        # imap: shard order, at most `window` tasks ahead of the one handed out
+        seen = [(s.lo, f.result()) for s, f in sh.imap(lambda it: int(it[0].lo), window=2)]
+        assert seen == [(s.lo, s.lo) for s in sh.shards]
         picks, radii = cluster_farthest_point_sample(sh, 40, start=[11, 2000])
         want, want_r = farthest_point_sample(X, 40, start=[11, 2000])
         np.testing.assert_array_equal(picks, want)
