@@ -66,6 +66,8 @@ export class GestureController {
   private pending: Affine = IDENTITY; // committed, not yet redrawn
   private drag: Drag | null = null;
   private handled = false; // the current pointer gesture is ours: its click is not regl-scatterplot's
+  private pressed = false; // a pointer went down on the plot and is not up yet (live or deferred)
+  private modeDue = false; // a mode change arrived during that press: applied once it ends
   private wheelTimer: ReturnType<typeof setTimeout> | undefined;
   private hoverTimer: ReturnType<typeof setTimeout> | undefined;
   private offs: Array<() => void> = [];
@@ -80,9 +82,12 @@ export class GestureController {
     this.listen(c, "wheel", (ev) => this.wheel(ev as WheelEvent), { capture: true, passive: false });
     this.listen(c, "mousemove", (ev) => this.hover(ev as MouseEvent), { capture: true });
     // no text selection anywhere on the page while a drag that started here is on (live mode too)
-    this.listen(c, "pointerdown", () => this.noTextSelection(true));
-    this.listen(window, "pointerup", () => this.noTextSelection(false));
-    this.listen(window, "pointercancel", () => this.noTextSelection(false));
+    this.listen(c, "pointerdown", () => {
+      this.pressed = true;
+      this.noTextSelection(true);
+    });
+    this.listen(window, "pointerup", () => this.released());
+    this.listen(window, "pointercancel", () => this.released());
     this.listen(document, "selectstart", (ev) => {
       if (document.body.classList.contains("curator-drawing")) ev.preventDefault();
     });
@@ -91,6 +96,15 @@ export class GestureController {
   private listen(t: EventTarget, type: string, fn: (ev: Event) => void, opts?: AddEventListenerOptions): void {
     t.addEventListener(type, fn, opts);
     this.offs.push(() => t.removeEventListener(type, fn, opts));
+  }
+
+  private released(): void {
+    this.noTextSelection(false);
+    this.pressed = false;
+    if (this.modeDue) {
+      this.modeDue = false;
+      setTimeout(() => this.applyMode(), 0); // after regl-scatterplot's own mouseup has ended its lasso
+    }
   }
 
   private noTextSelection(on: boolean): void {
@@ -107,8 +121,14 @@ export class GestureController {
     });
   }
 
-  /** Live or deferred, from the `gestures` trait and the last frame time. */
+  /** Live or deferred, from the `gestures` trait and the last frame time. Never in the middle of a press:
+   * switching regl-scatterplot's camera under a live lasso dropped that lasso (a frame timed while the
+   * person drew one switched "auto" to deferred), so a change that arrives then waits for the release. */
   applyMode(): void {
+    if (this.pressed || this.drag) {
+      this.modeDue = true;
+      return;
+    }
     const { gestures, slowFrameMs } = this.host.settings();
     this.deferred = chooseGestures(gestures || "auto", this.frameMs, slowFrameMs || 60) === "deferred";
     this.host.scatter.set({ cameraIsFixed: this.deferred }); // our handlers move the camera instead

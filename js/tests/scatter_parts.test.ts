@@ -172,6 +172,25 @@ describe("gesture controller", () => {
     g.dispose();
   });
 
+  it("keeps the mode while a pointer is down on the plot and applies a change after the release", async () => {
+    const s = fakeScatter();
+    const h = host(s, "live");
+    const g = new GestureController(h);
+    g.applyMode();
+    expect(h.root.dataset.gestures).toBe("live");
+    h.canvas.dispatchEvent(new MouseEvent("pointerdown", { bubbles: true })); // a live lasso starts
+    g.frameMs = 500; // a slow frame timed meanwhile: "auto" would now choose deferred
+    h.settings = () => ({ gestures: "auto", slowFrameMs: 60 });
+    g.applyMode();
+    expect(g.deferred).toBe(false);
+    expect(h.root.dataset.gestures).toBe("live"); // the lasso keeps its mode
+    window.dispatchEvent(new MouseEvent("pointerup"));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(g.deferred).toBe(true);
+    expect(h.root.dataset.gestures).toBe("deferred");
+    g.dispose();
+  });
+
   it("measures one frame", async () => {
     const g = new GestureController(host(fakeScatter(), "auto"));
     expect(await g.measureFrame()).toBeGreaterThanOrEqual(0);

@@ -13,6 +13,11 @@ from .harness import RECORDER, JupyterProcess, cell_error, wait_file, wait_kerne
 
 pytestmark = pytest.mark.browser
 
+# The view's gestures are pinned to "deferred" (the widget's own lasso): with "auto" the first frame on this box
+# times at ~57 ms against the 60 ms switch, so the mode differed run to run, and in "live" mode
+# regl-scatterplot's own lasso missed 1 Shift+drag in ~5 here (JupyterLab's browser tests drive the live one).
+# What this test checks is that Notebook 7 delivers the pointer events and the selection reaches Python.
+
 NB7_NOTEBOOK = [
     RECORDER,
     """
@@ -22,7 +27,7 @@ from curator_widgets.widgets import CuratorApp, EmbeddingView, SwipeLabeler
 ws = Workspace.open("projects/ws")
 rng = np.random.default_rng(0)
 xy = rng.normal(size=(2000, 2))
-view = EmbeddingView(xy, color=(xy[:, 0] > 0).astype(int), height="320px")
+view = EmbeddingView(xy, color=(xy[:, 0] > 0).astype(int), height="320px", gestures="deferred")
 view.on_select(lambda idx: record("nb7-selection", int(idx.size)))
 labeler = SwipeLabeler(ws, ids=range(4), task="nb7", title="Notebook 7")
 app = CuratorApp(ws, run="nb7-untrained", task="nb7-app")
