@@ -26,6 +26,7 @@ from common import RESULTS, markdown_table, write_results  # noqa: E402
 from sampling_speed import mixture  # noqa: E402
 
 from curator_widgets.index import HNSW_M, QUANTIZER_EF, auto_nlist, choose_factory  # noqa: E402
+from curator_widgets.omp import one_omp_thread  # noqa: E402
 
 
 KMEANS_ITERS = 4
@@ -47,12 +48,10 @@ def one(nlist: int, X: np.ndarray, seed: int, efs: tuple[int, ...]) -> list[dict
     exact = flat.search(X, 1)[1][:, 0]
     t_flat = time.perf_counter() - t0
     graph = faiss.IndexHNSWFlat(d, HNSW_M)
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # as index._rebuild_quantizer builds it
-    t0 = time.perf_counter()
-    graph.add(centroids)
-    t_build = time.perf_counter() - t0
-    faiss.omp_set_num_threads(before)
+    with one_omp_thread():  # as index._rebuild_quantizer builds it
+        t0 = time.perf_counter()
+        graph.add(centroids)
+        t_build = time.perf_counter() - t0
     rows = []
     for ef in efs:
         graph.hnsw.efSearch = ef

@@ -182,18 +182,23 @@ def al_part(sh: ShardedEmbeddings, X, al_n: int, seed: int) -> dict:
                 al_round_single_s=round(t_fit + t1, 2), al_same_picks=bool(np.array_equal(cpk, spk)))
 
 
-def disk_part(client, X, k: int, al_n: int, shard_rows: int, seed: int, single_picks: np.ndarray | None = None
-              ) -> dict:
+def per_chip(row: dict, keys: tuple[str, ...]) -> None:
+    """Add `<key>_us_per_chip` (microseconds per chip) beside each `<key>_s` of a row."""
+    for key in keys:
+        row[key[:-2] + "_us_per_chip"] = round(1e6 * row[key] / row["N"], 3)
+
+
+def disk_part(client, X, k: int, al_n: int, shard_rows: int, seed: int, single_picks: np.ndarray) -> dict:
     """hold="disk": the workers keep no rows between steps and read their shards in every one. FPS (its first k
-    picks) and one AL round against one process, and each worker's peak RSS while they ran."""
-    phase_peak_rss(client)
+    picks, against the single-process `single_picks`) and one AL round against one process, and each worker's
+    peak RSS while they ran."""
+    phase_peak_rss(client)  # resets each worker's peak to its RSS now, so the next read is where the phase starts
     before = phase_peak_rss(client)
     with ShardedEmbeddings(X, client=client, shard_rows=shard_rows, hold="disk") as sh:
         steps: list[float] = []
         (cp, _), t = timed(lambda: cluster_farthest_point_sample(sh, k, start=0, step_times=steps, progress=False))
-        sp = farthest_point_sample(X, k, start=0, progress=False)[0] if single_picks is None else single_picks[:k]
         row = dict(disk_fps_k=k, disk_fps_cluster_s=round(t, 2), disk_fps_step_p50_ms=round(1e3 * float(np.median(steps)), 1),
-                   disk_fps_same_picks=bool(np.array_equal(cp, sp)))
+                   disk_fps_same_picks=bool(np.array_equal(cp, single_picks[:k])))
         al = al_part(sh, X, al_n, seed)
         row.update(disk_al_round_cluster_s=al["al_round_cluster_s"], disk_al_same_picks=al["al_same_picks"])
     row.update(worker_rss_before_mib=before, worker_peak_rss_disk_mib=phase_peak_rss(client))
@@ -227,9 +232,8 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
         row["worker_peak_rss_memory_mib"] = phase_peak_rss(client)
         row["worker_peak_rss_mib"] = worker_peak_rss(client)
     row["rows_per_worker"] = n // max(len(row["worker_peak_rss_mib"]), 1)
-    for key in ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s", "index_ondisk_cluster_s",
-                "stratified_fps_single_s", "disk_fps_cluster_s"):
-        row[key[:-2] + "_us_per_chip"] = round(1e6 * row[key] / n, 3)
+    per_chip(row, ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s", "index_ondisk_cluster_s",
+                   "stratified_fps_single_s", "disk_fps_cluster_s"))
     row["fps_step_ns_per_chip"] = round(1e6 * row["fps_step_p50_ms"] / n, 3)
     return row
 
@@ -242,8 +246,7 @@ def modis_size(client, X, al_n: int, shard_rows: int, queries: int, seed: int) -
         client.gather(sh.futures)
         row.update(index_part(sh, X, queries, seed, None))
         row.update(al_part(sh, X, al_n, seed))
-    for key in ("index_cluster_s", "al_round_cluster_s"):
-        row[key[:-2] + "_us_per_chip"] = round(1e6 * row[key] / n, 3)
+    per_chip(row, ("index_cluster_s", "al_round_cluster_s"))
     return row
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CuratorError
+from .omp import one_omp_thread
 
 STRATEGIES = ("least_confidence", "margin", "entropy", "random", "top_positive", "gaussian", "entropy_positive")
 DIVERSITY = ("proximity", "kmeans", "coreset")
@@ -189,13 +190,9 @@ def cluster_pick(X: np.ndarray, scores: np.ndarray, n: int, seed: int = 0, niter
     Xu = _unit(X)
     km = faiss.Kmeans(Xu.shape[1], n, niter=niter, nredo=5, seed=int(seed) + 1, verbose=False,
                       min_points_per_centroid=1, max_points_per_centroid=1 << 20)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # a pool of a few hundred points: OpenMP hand-offs would cost more than the math
-    try:
+    with one_omp_thread():  # a pool of a few hundred points: OpenMP hand-offs would cost more than the math
         km.train(Xu)
         assign = km.index.search(Xu, 1)[1].ravel()
-    finally:
-        faiss.omp_set_num_threads(threads)
     order = top_n(np.asarray(scores, dtype=np.float64), len(scores))
     picked: list[int] = []
     seen: set[int] = set()

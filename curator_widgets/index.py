@@ -26,6 +26,7 @@ import pandas as pd
 from .atomic import atomic_path, write_json
 from . import ondisk
 from .errors import CuratorError
+from .omp import one_omp_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from .workspace import Workspace
@@ -239,13 +240,9 @@ def _rebuild_quantizer(ivf: Any) -> None:
     ivf.clustering_index = None
     q = faiss.downcast_index(ivf.quantizer)
     centroids = q.storage.reconstruct_n(0, q.ntotal)
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
+    with one_omp_thread():
         q.reset()
         q.add(centroids)
-    finally:
-        faiss.omp_set_num_threads(before)
     q.hnsw.efSearch = QUANTIZER_EF
     q.is_trained = True
 
@@ -492,14 +489,8 @@ def _threads_for(nq: int) -> Iterator[None]:
     if nq > SMALL_BATCH:
         yield
         return
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # sets the calling thread's OpenMP setting only
-    try:
+    with one_omp_thread():
         yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def faiss_params(index: Any, knob_name: str | None, knob: int | None, sel: Any) -> Any:

@@ -87,7 +87,7 @@ def _place(shard: Shard) -> tuple[Shard, None]:
 def one_pass_hold(X: Any) -> str:
     """The hold for a step that reads every row once (scoring, index adds): "disk" when a file is behind X,
     since holding the rows would cost the same read plus N / workers rows of worker memory; else "memory"."""
-    return "memory" if isinstance(X, ShardedEmbeddings) or source_of(X)[0] == "inline" else "disk"
+    return "memory" if source_of(X)[0] == "inline" else "disk"
 
 
 def rows_of(item: tuple[Shard, np.ndarray | None]) -> np.ndarray:
