@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     scaled = loop.scaled(len(ws))
     starters = protocol.starters_per_class(len(ws), len(classes))
     t, c = time.perf_counter(), protocol.cpu_seconds()
-    graph = LabelPropagation.from_embeddings(X, k=scaled.graph_k, alpha=scaled.alpha, background=scaled.background)
+    graph = LabelPropagation.from_embeddings(X, k=scaled.graph_k, alpha=scaled.alpha, background=scaled.background,
+                                             whiten=scaled.whiten)
     record("graph", time.perf_counter() - t, cached=False, cpu=protocol.cpu_seconds() - c)
     if args.stop_after == "graph":
         return 0
@@ -159,7 +160,8 @@ def synthetic_sessions(count: int, seed: int, threads: int, classes: int = 21, p
     labels = np.repeat([f"c{i:02d}" for i in range(classes)], per)
     loop = protocol.DEFAULT_LOOP.scaled(len(X))
     t, c = time.perf_counter(), protocol.cpu_seconds()
-    graph = LabelPropagation.from_embeddings(X, k=loop.graph_k, alpha=loop.alpha, background=loop.background)
+    graph = LabelPropagation.from_embeddings(X, k=loop.graph_k, alpha=loop.alpha, background=loop.background,
+                                             whiten=loop.whiten)
     out = {"chips": len(X), "dims": dims, "graph_seconds": round(time.perf_counter() - t, 1),
            "graph_cpu_seconds": round(protocol.cpu_seconds() - c, 1), "load_average": load_average()}
     t, c = time.perf_counter(), protocol.cpu_seconds()

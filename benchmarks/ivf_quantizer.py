@@ -1,12 +1,14 @@
-"""Where an HNSW coarse quantizer starts to pay: assigning vectors to IVF lists by an exact scan of the
-centroids against an HNSW graph over them, per list count, in one run.
+"""Which coarse quantizer pays: assigning vectors to IVF lists by an exact scan of the centroids, against an
+HNSW graph over them and against a two-level IVF over them (the centroids in 2 sqrt(nlist) lists of their own),
+per list count, in one run.
 
 Adding N vectors to IVF{nlist} assigns each to its nearest centroid: the exact scan costs N x nlist
-distances (BLAS), the graph about efSearch x M. The centroids are a short k-means (KMEANS_ITERS
-iterations over 40 x nlist points, IVF's training sample size: where the lists really sit, at a
-fraction of a full training's cost); agreement is the share of vectors the graph sends to the exact
-scan's list. The graph would pay where it assigns SPEEDUP times faster or more and agrees on AGREEMENT of
-the vectors; `index.choose_factory`'s auto never picks it while no list count measured here does.
+distances (BLAS), the graph about efSearch x M, the two-level IVF ~2 sqrt(nlist) + nprobe x sqrt(nlist) / 2.
+The centroids are a short k-means (KMEANS_ITERS iterations over 40 x nlist points, IVF's training sample
+size: where the lists really sit, at a fraction of a full training's cost); agreement is the share of vectors
+the quantizer sends to the exact scan's list. A quantizer pays where it assigns SPEEDUP times faster or more
+and agrees on AGREEMENT of the vectors; `index.COARSE_IVF_MIN_LISTS` (where auto starts using the two-level
+IVF) must be a list count at and above which every measured one pays (tests/test_index.py checks it).
 
     .venv/bin/python benchmarks/ivf_quantizer.py            # nlist 2,529 .. 25,298 (N = 400k .. 40M)
     .venv/bin/python benchmarks/ivf_quantizer.py --quick
@@ -25,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_table, write_results  # noqa: E402
 from sampling_speed import mixture  # noqa: E402
 
-from curator_widgets.index import HNSW_M, QUANTIZER_EF, auto_nlist, choose_factory  # noqa: E402
+from curator_widgets.index import (COARSE_IVF_MIN_LISTS, HNSW_M, QUANTIZER_EF, QUANTIZER_NPROBE, auto_nlist,  # noqa: E402
+                                   choose_factory, coarse_lists)
 from curator_widgets.omp import one_omp_thread  # noqa: E402
 
 
@@ -34,7 +37,7 @@ SPEEDUP = 1.2  # "pays": the graph assigns at least this much faster than the sc
 AGREEMENT = 0.99  # ... and sends at least this share of vectors to the scan's list
 
 
-def one(nlist: int, X: np.ndarray, seed: int, efs: tuple[int, ...]) -> list[dict]:
+def one(nlist: int, X: np.ndarray, seed: int, efs: tuple[int, ...], nprobes: tuple[int, ...]) -> list[dict]:
     import faiss
 
     d = X.shape[1]
@@ -47,37 +50,58 @@ def one(nlist: int, X: np.ndarray, seed: int, efs: tuple[int, ...]) -> list[dict
     t0 = time.perf_counter()
     exact = flat.search(X, 1)[1][:, 0]
     t_flat = time.perf_counter() - t0
+    n = len(X)
+    rows = []
+
+    def row(quantizer: str, setting: str, t: float, build: float, approx: np.ndarray) -> None:
+        rows.append({"nlist": nlist, "quantizer": quantizer, "setting": setting, "vectors": n,
+                     "flat_us_per_vector": round(1e6 * t_flat / n, 3), "quantizer_us_per_vector": round(1e6 * t / n, 3),
+                     "build_s": round(build, 3), "speedup": round(t_flat / t, 2),
+                     "agreement": round(float(np.mean(exact == approx)), 4)})
+
     graph = faiss.IndexHNSWFlat(d, HNSW_M)
     with one_omp_thread():  # as index._rebuild_quantizer builds it
         t0 = time.perf_counter()
         graph.add(centroids)
         t_build = time.perf_counter() - t0
-    rows = []
     for ef in efs:
         graph.hnsw.efSearch = ef
         t0 = time.perf_counter()
         approx = graph.search(X, 1)[1][:, 0]
-        t_graph = time.perf_counter() - t0
-        n = len(X)
-        rows.append({"nlist": nlist, "efSearch": ef, "vectors": n, "flat_us_per_vector": round(1e6 * t_flat / n, 3),
-                     "hnsw_us_per_vector": round(1e6 * t_graph / n, 3), "graph_build_s": round(t_build, 3),
-                     "speedup": round(t_flat / t_graph, 2), "agreement": round(float(np.mean(exact == approx)), 4)})
+        row("hnsw", f"efSearch {ef}", time.perf_counter() - t0, t_build, approx)
+    coarse = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, coarse_lists(nlist))  # as index._coarse_ivf trains it
+    coarse.cp.seed, coarse.cp.min_points_per_centroid = seed, 16
+    t0 = time.perf_counter()
+    coarse.train(centroids)
+    coarse.add(centroids)
+    t_build = time.perf_counter() - t0
+    for nprobe in nprobes:
+        coarse.nprobe = nprobe
+        t0 = time.perf_counter()
+        approx = coarse.search(X, 1)[1][:, 0]
+        row(f"ivf{coarse_lists(nlist)}", f"nprobe {nprobe}", time.perf_counter() - t0, t_build, approx)
     return rows
 
 
-COLUMNS = ["N", "nlist", "efSearch", "flat_us_per_vector", "hnsw_us_per_vector", "speedup", "agreement", "graph_build_s"]
+COLUMNS = ["N", "nlist", "quantizer", "setting", "flat_us_per_vector", "quantizer_us_per_vector", "speedup", "agreement",
+           "build_s"]
 
 
 def doc_tables(doc: dict) -> dict[str, str]:
     """The docs table (tools/gen_docs.py fills docs/search.md from the committed JSON with it)."""
     m = doc["machine"]
-    pays = doc["smallest_nlist_graph_pays"]
+    pays = doc["smallest_nlist_pays"]
+
+    def where(kind: str) -> str:
+        return f"from {pays[kind]:,} lists" if pays.get(kind) else "at no list count measured"
+
     note = (f"\n\n{doc['rows'][0]['vectors']:,} vectors of d={doc['d']} assigned per list count (centroids: a "
-            f"{KMEANS_ITERS}-iteration k-means); HNSW{doc['M']}; {m.get('cpus')} CPUs; commit "
-            f"`{(doc.get('commit') or '?')[:10]}`. The graph pays ({doc['speedup_rule']}x faster or more, and "
-            f"{doc['agreement_rule']:.0%} of vectors or more sent to the exact list) "
-            + (f"from {pays:,} lists" if pays else "at no list count measured") + "; auto "
-            + ("picks it" if doc["auto_picks_graph"] else "never picks it") + ".")
+            f"{KMEANS_ITERS}-iteration k-means); HNSW{doc['M']}; the two-level IVF puts the centroids in "
+            f"2 sqrt(nlist) lists and scans {doc['quantizer_nprobe']} of them by default; {m.get('cpus')} CPUs; "
+            f"commit `{(doc.get('commit') or '?')[:10]}`. A quantizer pays at {doc['speedup_rule']}x faster or more "
+            f"with {doc['agreement_rule']:.0%} of vectors or more sent to the exact list: the graph {where('hnsw')}, "
+            f"the two-level IVF (default nprobe) {where('ivf')}; auto uses the two-level IVF from "
+            f"{doc['coarse_ivf_min_lists']:,} lists and never the graph.")
     return {"main": markdown_table(COLUMNS, doc["rows"]) + note}
 
 
@@ -99,14 +123,25 @@ def main(argv: list[str] | None = None) -> dict:
     X = mixture(args.vectors, args.d, seed=0).numpy().astype(np.float32)
     rows = []
     for n in args.sizes:
-        rows += [{"N": n, **r} for r in one(auto_nlist(n), X, 0, (QUANTIZER_EF, 2 * QUANTIZER_EF))]
-        print(rows[-2:], flush=True)
-    pays = [r["nlist"] for r in rows if r["speedup"] >= SPEEDUP and r["agreement"] >= AGREEMENT]
-    auto = any("_HNSW" in choose_factory(n, args.d, memory_budget=2**40)[0] for n in args.sizes)
-    res = {"benchmark": "ivf_quantizer", "d": args.d, "M": HNSW_M, "efSearch": QUANTIZER_EF, "speedup_rule": SPEEDUP,
-           "agreement_rule": AGREEMENT, "rows": rows, "smallest_nlist_graph_pays": min(pays) if pays else None,
-           "auto_picks_graph": auto,
-           "quick": args.quick}
+        rows += [{"N": n, **r} for r in one(auto_nlist(n), X, 0, (QUANTIZER_EF, 2 * QUANTIZER_EF),
+                                            (QUANTIZER_NPROBE, 2 * QUANTIZER_NPROBE))]
+        print(rows[-4:], flush=True)
+
+    def paying(kind: str, setting: str) -> int | None:
+        ok = [r["nlist"] for r in rows if r["quantizer"].startswith(kind) and r["setting"] == setting
+              and r["speedup"] >= SPEEDUP and r["agreement"] >= AGREEMENT]
+        return min(ok) if ok else None
+
+    factories = [choose_factory(n, args.d, memory_budget=2**40)[0] for n in args.sizes]
+    res = {"benchmark": "ivf_quantizer", "d": args.d, "M": HNSW_M, "efSearch": QUANTIZER_EF,
+           "quantizer_nprobe": QUANTIZER_NPROBE, "speedup_rule": SPEEDUP, "agreement_rule": AGREEMENT, "rows": rows,
+           "smallest_nlist_pays": {"hnsw": paying("hnsw", f"efSearch {QUANTIZER_EF}"),
+                                   "ivf": paying("ivf", f"nprobe {QUANTIZER_NPROBE}")},
+           "pays_at_every_nlist_from_min": all(r["speedup"] >= SPEEDUP and r["agreement"] >= AGREEMENT for r in rows
+                                               if r["quantizer"].startswith("ivf") and r["nlist"] >= COARSE_IVF_MIN_LISTS
+                                               and r["setting"] == f"nprobe {QUANTIZER_NPROBE}"),
+           "coarse_ivf_min_lists": COARSE_IVF_MIN_LISTS, "auto_picks_graph": any("_HNSW" in f for f in factories),
+           "auto_factories": dict(zip(map(str, args.sizes), factories)), "quick": args.quick}
     doc = write_results(args.out, res, seeds=[0], started=started)
     print(doc_tables(doc)["main"])
     return doc

@@ -5,7 +5,7 @@
 Embedding levers (SSL resolution at equal compute, rotation/flip-averaged embeddings) are scored by
 kNN top-1 and retrieval P@10 among dev classes and by the protocol on dev classes with the
 baseline loop; loop levers (label propagation over the kNN graph, blends, acquisition, self-training, the
-curated-set threshold) on the embedding that won. Each row's gain is against its lever's first
+curated-set threshold, the space the kNN graph is built in) on the embedding that won. Each row's gain is against its lever's first
 row. The winner of each lever (highest recall + F1 at 7.8% effort, dev classes) is recorded;
 tests/test_protocol.py checks that `protocol.DEFAULT_SSL` / `DEFAULT_LOOP` are those winners.
 The test classes are never scored here. Writes benchmarks/results/active_protocol_levers.json.
@@ -68,6 +68,12 @@ LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("propagation", "alpha 0.9 (stays closer to the labels)", {"alpha": 0.9}),
     ("propagation", "blend 0.3 logistic + 0.7 propagation", {"head_weight": 0.3}),
     ("propagation", "blend 0.7 logistic + 0.3 propagation", {"head_weight": 0.7}),
+    # the space the kNN graph is built in: SSL features put most variance in a few directions; PCA whitening
+    # (whitening.py) divides each by its spread, with the shrinkage floor on a decade grid
+    ("graph space", "embedding as is", {}),
+    ("graph space", "PCA-whitened, shrinkage 0.01", {"whiten": 0.01}),
+    ("graph space", "PCA-whitened, shrinkage 0.1", {"whiten": 0.1}),
+    ("graph space", "PCA-whitened, shrinkage 1", {"whiten": 1.0}),
     ("acquisition", "entropy", {}),
     ("acquisition", "entropy + k-means diversity", {"strategy": "entropy+kmeans"}),
     ("acquisition", "entropy + proximity diversity", {"strategy": "entropy+proximity"}),

@@ -74,7 +74,14 @@ class LabelPropagation:
         self.n = S.shape[0]
 
     @classmethod
-    def from_embeddings(cls, X: np.ndarray, k: int = 20, gamma: float = 3.0, **kw) -> "LabelPropagation":
+    def from_embeddings(cls, X: np.ndarray, k: int = 20, gamma: float = 3.0, whiten: float = 0.0,
+                        **kw) -> "LabelPropagation":
+        """The graph of X's k nearest neighbours; `whiten` > 0 finds them after PCA whitening with that
+        shrinkage (`whitening.Whitening`), where SSL features' few dominant directions no longer decide."""
+        if whiten:
+            from .whitening import whiten as _whiten
+
+            X = _whiten(np.asarray(X, dtype=np.float32), shrink=whiten)
         ids, sims = neighbour_graph(X, k)
         return cls(affinity(ids, sims, gamma), **kw)
 
@@ -159,12 +166,12 @@ class GraphHead:
 
     def __init__(self, n_classes: int = 2, seed: int = 0, device: str | None = "auto", head_weight: float = 0.5,
                  k: int = 10, alpha: float = 0.99, background: float = 0.0, graph: LabelPropagation | None = None,
-                 pseudo: int = 0):
+                 pseudo: int = 0, whiten: float = 0.0):
         if not 0 <= float(head_weight) <= 1:
             raise CuratorError(f"head_weight={head_weight} is not in [0, 1]", "use 0 (graph only) .. 1 (head only)")
         if int(pseudo) < 0:
             raise CuratorError(f"pseudo={pseudo} must be >= 0", "use 0 (no self-training) or e.g. 64 per class")
-        self.pseudo = int(pseudo)
+        self.pseudo, self.whiten = int(pseudo), float(whiten)
         self.n_classes, self.seed, self.device = int(n_classes), int(seed), device
         self.head_weight, self.k, self.alpha, self.background = float(head_weight), int(k), float(alpha), float(background)
         self.graph = graph
@@ -181,7 +188,7 @@ class GraphHead:
         if self.head_weight < 1 and (self.graph is None or self.graph.n != X.shape[0]):
             self.graph = LabelPropagation.from_embeddings(np.asarray(X, dtype=np.float32), k=self.k,
                                                           n_classes=self.n_classes, alpha=self.alpha,
-                                                          background=self.background)
+                                                          background=self.background, whiten=self.whiten)
         if self.head_weight > 0:
             if self.linear is None:
                 self.linear = Head("logistic", n_classes=self.n_classes, seed=self.seed, device=self.device)

@@ -79,6 +79,7 @@ class LoopRecipe:
     strategy: str = "entropy"
     threshold: float = 0.5
     pseudo: int = 0  # self-training: pseudo-labels per class added to the logistic part's second fit (GraphHead)
+    whiten: float = 0.0  # > 0: the kNN graph is built on the PCA-whitened embedding with this shrinkage (GraphHead)
     points: tuple[float, ...] = POINTS
 
     def scaled(self, n: int) -> "LoopRecipe":
@@ -166,7 +167,8 @@ def session(X: np.ndarray, truth: np.ndarray, start: int, recipe: LoopRecipe, gr
     labelled = seed_ids(Xu, int(start), recipe.k, recipe.r, rng)
     targets = sorted({int(math.floor(p / 100 * n + 1e-9)) for p in recipe.points})
     head = GraphHead(2, seed=seed, device="cpu", head_weight=recipe.head_weight, k=recipe.graph_k,
-                     alpha=recipe.alpha, background=recipe.background, graph=graph, pseudo=recipe.pseudo)
+                     alpha=recipe.alpha, background=recipe.background, graph=graph, pseudo=recipe.pseudo,
+                     whiten=recipe.whiten)
     history: list[dict[str, Any]] = []
     while True:
         ids = np.asarray(labelled, dtype=np.int64)
@@ -235,7 +237,7 @@ def evaluate(X: np.ndarray, labels: np.ndarray, classes: Sequence[str], recipe: 
     Xu = _unit(X)
     if graph is None and recipe.head_weight < 1:
         graph = LabelPropagation.from_embeddings(X, k=recipe.graph_k, alpha=recipe.alpha,
-                                                 background=recipe.background)
+                                                 background=recipe.background, whiten=recipe.whiten)
     split = split_classes(labels)
     rows = []
     t0 = time.perf_counter()
@@ -367,12 +369,13 @@ def embeddings_for(ws, recipe: SSLRecipe = DEFAULT_SSL, progress: bool = False,
     t1, c1 = time.perf_counter(), cpu_seconds()
     embed(ws, base, model_run=model_run, tta=recipe.tta, progress=progress)
     if recipe.scales:  # one vector per scale, each unit length, side by side: cosine = mean of the scales'
-        parts = [np.asarray(load_embeddings(ws, base), dtype=np.float32)]
+        names = [base]
         for size in recipe.scales:
             embed(ws, f"{model_run}-{size}px", model_run=model_run, image_size=size, progress=progress)
-            parts.append(np.asarray(load_embeddings(ws, f"{model_run}-{size}px"), dtype=np.float32))
-        X = np.hstack([_unit(p) for p in parts]) / np.sqrt(len(parts))
-        save_embeddings(ws, run, X, model_run=model_run, scales=[recipe.image_size, *recipe.scales], tta=recipe.tta)
+            names.append(f"{model_run}-{size}px")
+        X = np.hstack([_unit(np.asarray(load_embeddings(ws, r), dtype=np.float32)) for r in names]) / np.sqrt(len(names))
+        save_embeddings(ws, run, X, model_run=model_run, scales=[recipe.image_size, *recipe.scales], tta=recipe.tta,
+                        parts=names)
     t2, c2 = time.perf_counter(), cpu_seconds()
     info.update(train_seconds=round(t1 - t0, 1), embed_seconds=round(t2 - t1, 1),
                 train_cpu_seconds=round(c1 - c0, 1), embed_cpu_seconds=round(c2 - c1, 1),

@@ -323,8 +323,9 @@ def test_defaults_are_the_levers_chosen_on_dev_classes():
     from curator_widgets.propagation import GraphHead
 
     head = GraphHead()  # what ActiveLoop(head="propagation") uses: the same winners
-    assert (head.head_weight, head.k, head.alpha, head.background) == (
-        DEFAULT_LOOP.head_weight, DEFAULT_LOOP.graph_k, DEFAULT_LOOP.alpha, DEFAULT_LOOP.background)
+    assert (head.head_weight, head.k, head.alpha, head.background, head.pseudo, head.whiten) == (
+        DEFAULT_LOOP.head_weight, DEFAULT_LOOP.graph_k, DEFAULT_LOOP.alpha, DEFAULT_LOOP.background,
+        DEFAULT_LOOP.pseudo, DEFAULT_LOOP.whiten)
     assert DEFAULT_SSL.views <= SSL_VIEWS_CAP  # the budget's ceiling is the 30k-image CPU cost, not a score
 
 
