@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -44,13 +45,15 @@ HNSW_M = 32
 # with it on only 64-93% of them (benchmarks/ivf_quantizer.py).
 QUANTIZER_EF = 64
 # A two-level coarse quantizer (factory "IVF12649(IVF225,Flat),Flat"): the centroids themselves in COARSE_LISTS_PER_ROOT x
-# sqrt(nlist) lists, QUANTIZER_NPROBE of them scanned per vector. Assigning a vector then reads ~8 x sqrt(nlist)
-# centroids instead of all nlist, so adding N vectors no longer costs N x 4 sqrt(N). auto uses it from
-# COARSE_IVF_MIN_LISTS lists, where benchmarks/ivf_quantizer.py measured it >= 1.2x faster than the exact scan
-# and sending >= 99% of vectors to the exact scan's list.
+# sqrt(nlist) lists, a fixed share of them (1 / COARSE_PROBE_SHARE, at least 8) scanned per vector, so the share of
+# vectors sent to the exact scan's list stays put as the lists grow. Assigning a vector then reads ~nlist / 16
+# centroids plus the coarse lists instead of all nlist, so adding N vectors no longer costs N x 4 sqrt(N) distances.
+# auto uses it from COARSE_IVF_MIN_LISTS lists, where benchmarks/ivf_quantizer.py measured it >= 1.2x faster than
+# the exact scan and sending >= 99% of vectors to the exact scan's list.
 COARSE_LISTS_PER_ROOT = 2
+COARSE_PROBE_SHARE = 16
 QUANTIZER_NPROBE = 8
-COARSE_IVF_MIN_LISTS = 2048
+COARSE_IVF_MIN_LISTS = 4000
 CHUNK = 65_536               # rows per block when streaming embeddings from the memmap
 CALIBRATION_QUERIES = 400
 CALIBRATION_MARGIN = 0.01    # aim a little above the target: held-out queries measured ~0.01 below it
@@ -187,9 +190,20 @@ def coarse_lists(nlist: int) -> int:
     return max(1, int(round(COARSE_LISTS_PER_ROOT * math.sqrt(nlist))))
 
 
+def coarse_default_nprobe(coarse: int) -> int:
+    """Coarse lists a vector is assigned through: 1 / COARSE_PROBE_SHARE of them, at least QUANTIZER_NPROBE."""
+    return int(min(coarse, max(QUANTIZER_NPROBE, math.ceil(coarse / COARSE_PROBE_SHARE))))
+
+
 def ivf_prefix(nlist: int) -> str:
     """'IVF{nlist}', with the two-level coarse quantizer from COARSE_IVF_MIN_LISTS lists."""
     return f"IVF{nlist}(IVF{coarse_lists(nlist)},Flat)" if nlist >= COARSE_IVF_MIN_LISTS else f"IVF{nlist}"
+
+
+def gpu_factory(factory: str) -> str:
+    """The factory without the two-level coarse quantizer: a GPU scans all centroids in one product, the
+    two-level quantizer is a CPU saving (and GPU IVF indexes want a flat one)."""
+    return re.sub(r"^IVF(\d+)\(IVF\d+,Flat\)", r"IVF\1", factory)
 
 
 def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None = None,
@@ -532,7 +546,7 @@ def _threads_for(nq: int) -> Iterator[None]:
 
 def coarse_nprobe(nprobe: int, nlist: int, coarse: int) -> int:
     """Coarse lists to scan so the two-level quantizer sees ~4x the `nprobe` centroids a search asks for."""
-    return int(min(coarse, max(QUANTIZER_NPROBE, math.ceil(4 * nprobe * coarse / max(nlist, 1)))))
+    return int(min(coarse, max(coarse_default_nprobe(coarse), math.ceil(4 * nprobe * coarse / max(nlist, 1)))))
 
 
 def faiss_params(index: Any, knob_name: str | None, knob: int | None, sel: Any) -> Any:
@@ -717,6 +731,8 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
     n, d = x.shape
     budget = memory_budget_bytes(memory_budget_gb)
     factory, why = choose_factory(n, d, kind, budget, ivf_only=ivf_only)
+    if gpu and kind in KINDS:
+        factory = gpu_factory(factory)
     t0 = time.perf_counter()
     try:
         index = faiss.index_factory(d, factory, faiss.METRIC_L2)
@@ -741,7 +757,7 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
         if exact is not None:
             _rebuild_quantizer(ivf)
         if coarse is not None:
-            coarse.nprobe = QUANTIZER_NPROBE
+            coarse.nprobe = coarse_default_nprobe(coarse.nlist)
     from .progress import progress_bar as tqdm
 
     if add is not None and dev is None:

@@ -103,7 +103,7 @@ SSL_VIEWS_CAP = 168_000
 # The defaults: the lever winners on UC Merced's dev classes (benchmarks/protocol_levers.py; the
 # dataclass defaults above are the baseline each lever is compared with).
 DEFAULT_SSL = SSLRecipe(tta=True, scales=(128, 256), views=SSL_VIEWS_CAP)
-DEFAULT_LOOP = LoopRecipe(head_weight=0.5, graph_k=10, strategy="entropy+proximity")
+DEFAULT_LOOP = LoopRecipe(head_weight=0.5, graph_k=10, whiten=0.1, strategy="entropy+proximity")
 
 
 STARTERS = 5  # starter images per class, the published protocol's count

@@ -41,18 +41,22 @@ def test_auto_selection_follows_faiss_guidelines():
     assert ix.choose_factory(1_000, 128)[0] == "Flat"
     assert ix.choose_factory(ix.FLAT_MAX, 128)[0] == "Flat"
     f, why = ix.choose_factory(1_000_000, 128, memory_budget=8 * gb)
-    assert f == "IVF4000,Flat" and "4 sqrt N" in why
+    assert f == "IVF4000(IVF126,Flat),Flat" and "4 sqrt N" in why and "126 lists of centroids" in why
     # memory tight: float16 storage, then 8-bit, then product quantization
-    assert ix.choose_factory(1_000_000, 128, memory_budget=300 * 2**20)[0] == "IVF4000,SQfp16"
-    assert ix.choose_factory(1_000_000, 128, memory_budget=150 * 2**20)[0] == "IVF4000,SQ8"
+    assert ix.choose_factory(1_000_000, 128, memory_budget=300 * 2**20)[0] == "IVF4000(IVF126,Flat),SQfp16"
+    assert ix.choose_factory(1_000_000, 128, memory_budget=150 * 2**20)[0] == "IVF4000(IVF126,Flat),SQ8"
     f, why = ix.choose_factory(1_000_000, 128, memory_budget=40 * 2**20)
-    assert f.startswith("IVF4000,PQ32") and "product quantization" in why
+    assert f.startswith("IVF4000(IVF126,Flat),PQ32") and "product quantization" in why
     assert ix.choose_factory(5_000, 64, "hnsw")[0] == "HNSW32,Flat"
     assert ix.choose_factory(5_000, 64, "ivf")[0] == f"IVF{ix.auto_nlist(5_000)},Flat"
     assert ix.auto_nlist(1_000) == 1_000 // 39  # every list gets the ~39 training points k-means wants
     assert ix.choose_factory(5_000, 64, "IVF64,SQ8")[0] == "IVF64,SQ8"
-    # auto keeps the exact coarse quantizer at any size (benchmarks/ivf_quantizer.py: the graph does not pay here)
-    assert ix.choose_factory(40_000_000, 128, memory_budget=64 * gb)[0] == "IVF25298,Flat"
+    # auto never picks the graph quantizer (benchmarks/ivf_quantizer.py: it does not pay here); from
+    # COARSE_IVF_MIN_LISTS lists the centroids are found through a two-level IVF of their own
+    assert ix.choose_factory(40_000_000, 128, memory_budget=64 * gb)[0] == "IVF25298(IVF318,Flat),Flat"
+    below = (ix.COARSE_IVF_MIN_LISTS // 4 - 1) ** 2  # 4 sqrt N lists, just under the threshold
+    assert ix.choose_factory(below, 128)[0] == f"IVF{ix.auto_nlist(below)},Flat"
+    assert ix.ivf_prefix(ix.COARSE_IVF_MIN_LISTS - 1) == f"IVF{ix.COARSE_IVF_MIN_LISTS - 1}"
     with pytest.raises(CuratorError, match="unknown index kind 'fast'") as e:
         ix.choose_factory(10, 4, "fast")
     assert "ivf-sq8" in e.value.fix
@@ -83,6 +87,49 @@ def test_hnsw_quantizer_is_deterministic_and_clusters_exactly():
     exact = faiss.knn(q, X, 10)[1]
     np.testing.assert_array_equal(np.sort(a._faiss_search(q, 10, None, 256)[1], 1), np.sort(exact, 1))
     assert a.params["recall_at_10"] >= 0.95
+
+
+def test_two_level_quantizer_is_deterministic_and_close_to_the_flat_one():
+    """From COARSE_IVF_MIN_LISTS lists the centroids sit in an IVF of their own: the lists are the flat
+    build's k-means (trained exactly, then indexed), two builds from one seed answer alike, a search passes
+    the coarse nprobe down, and nprobe = nlist with every coarse list scanned is an exact search."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((40, 32)).astype(np.float32) * 4
+    X = (centres[rng.integers(0, 40, 12_000)] + rng.standard_normal((12_000, 32))).astype(np.float32)
+    a = ix.make_index(X, "l2", "IVF256(IVF32,Flat),Flat", seed=3)
+    b = ix.make_index(X, "l2", "IVF256(IVF32,Flat),Flat", seed=3)
+    flat = ix.make_index(X, "l2", "IVF256,Flat", seed=3)
+    qa, qf = (faiss.downcast_index(faiss.extract_index_ivf(s.index).quantizer) for s in (a, flat))
+    assert isinstance(qa, faiss.IndexIVFFlat) and qa.nlist == 32 and qa.nprobe == ix.QUANTIZER_NPROBE
+    assert qa.ntotal == 256
+    stored = np.concatenate([faiss.rev_swig_ptr(qa.invlists.get_codes(i), qa.invlists.list_size(i) * 32 * 4)
+                             .view(np.float32).reshape(-1, 32) for i in range(32)])
+    np.testing.assert_array_equal(np.unique(stored, axis=0), np.unique(qf.reconstruct_n(0, 256), axis=0))
+    q = X[:50] + 0.01
+    for knob in (4, 64, 256):
+        np.testing.assert_array_equal(a._faiss_search(q, 10, None, knob)[1], b._faiss_search(q, 10, None, knob)[1])
+    assert ix.faiss_params(a.index, "nprobe", 4, None)._keep.nprobe == ix.QUANTIZER_NPROBE
+    assert ix.faiss_params(a.index, "nprobe", 256, None)._keep.nprobe == 32  # every coarse list
+    assert ix.coarse_nprobe(64, 256, 32) == 32 and ix.coarse_nprobe(20, 256, 32) == 10
+    exact = faiss.knn(q, X, 10)[1]
+    np.testing.assert_array_equal(np.sort(a._faiss_search(q, 10, None, 256)[1], 1), np.sort(exact, 1))
+    assert a.params["recall_at_10"] >= 0.95
+    # the lists hold the same vectors as the flat quantizer's but for the few the coarse IVF sends next door
+    la = faiss.extract_index_ivf(a.index).quantizer.assign(X, 1).ravel()
+    lf = faiss.extract_index_ivf(flat.index).quantizer.assign(X, 1).ravel()
+    assert np.mean(la == lf) > 0.97
+
+
+def test_auto_uses_the_two_level_quantizer_from_its_list_count_but_not_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(ix, "COARSE_IVF_MIN_LISTS", 64)
+    X = np.random.default_rng(1).standard_normal((8_000, 16)).astype(np.float32)
+    cpu = ix.make_index(X, "l2", "ivf", seed=0)
+    assert cpu.params["factory"] == f"IVF{ix.auto_nlist(8_000)}(IVF{ix.coarse_lists(ix.auto_nlist(8_000))},Flat),Flat"
+    # a GPU build (make_index(gpu=True)) asks for the plain quantizer: the GPU scans every centroid in one product
+    assert ix.gpu_factory(cpu.params["factory"]) == f"IVF{ix.auto_nlist(8_000)},Flat"
+    assert ix.gpu_factory("IVF4000(IVF126,Flat),SQ8") == "IVF4000,SQ8" and ix.gpu_factory("Flat") == "Flat"
 
 
 def test_unstructured_data_falls_back_to_exact(monkeypatch):
@@ -527,8 +574,10 @@ def test_ivf_quantizer_benchmark_quick(tmp_path):
 
     bench = load_bench("ivf_quantizer")
     doc = bench.main(["--quick", "--out", str(tmp_path / "q.json")])
-    assert [(r["nlist"], r["efSearch"]) for r in doc["rows"]] == [(800, 64), (800, 128), (1600, 64), (1600, 128)]
-    assert doc["auto_picks_graph"] is False
+    assert [(r["nlist"], r["quantizer"], r["setting"]) for r in doc["rows"]] == [
+        (n, q, s) for n, c in ((800, 57), (1600, 80)) for q, s in
+        (("hnsw", "efSearch 64"), ("hnsw", "efSearch 128"), (f"ivf{c}", "nprobe 8"), (f"ivf{c}", "nprobe 16"))]
+    assert doc["auto_picks_graph"] is False and doc["coarse_ivf_min_lists"] == ix.COARSE_IVF_MIN_LISTS
     for r in doc["rows"]:
-        assert r["flat_us_per_vector"] > 0 and r["hnsw_us_per_vector"] > 0 and 0.9 <= r["agreement"] <= 1
+        assert r["flat_us_per_vector"] > 0 and r["quantizer_us_per_vector"] > 0 and 0.8 <= r["agreement"] <= 1
     assert "| 1600 |" in bench.doc_tables(doc)["main"]
