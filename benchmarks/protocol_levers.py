@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, write_results  # noqa: E402  (puts this checkout first on sys.path)
 
 from curator_widgets.paths import shared_data_dir  # noqa: E402
+from curator_widgets.whitening import whiten  # noqa: E402
 from curator_widgets.protocol import (DEFAULT_LOOP, DEFAULT_SSL, LoopRecipe, SSLRecipe, embedding_quality,  # noqa: E402
                                       embeddings_for, evaluate, folder_workspace, split_classes, summarize)
 
@@ -154,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             recipe = replace(loop, **kw)
             s = summarize(evaluate(X, labels, dev, recipe, starters=args.starters, seed=args.seed))["dev"]
-            r = row(lever, option, s, {"recipe": kw})
+            extra: dict[str, Any] = {"recipe": kw}
+            if lever == "graph space":  # the space's own retrieval quality, where the graph's neighbours come from
+                extra.update(embedding_quality(whiten(X, recipe.whiten) if recipe.whiten else X, labels, dev,
+                                               seed=args.seed))
+            r = row(lever, option, s, extra)
             rows.append(r)
             print(r)
             if lever_best is None or r["score"] > lever_best[0]:

@@ -59,7 +59,7 @@ _LAZY.update({name: ".multires" for name in ("tile_vote_search", "register_resol
 _LAZY.update({name: ".projection" for name in ("project", "plot_projection", "save_projection_plot")})
 # The Curator protocol and the graph head (issue 14).
 _LAZY.update({"save_embeddings": ".embed", "LabelPropagation": ".propagation", "run_protocol": ".protocol",
-              "SSLRecipe": ".protocol", "LoopRecipe": ".protocol"})
+              "SSLRecipe": ".protocol", "LoopRecipe": ".protocol", "Whitening": ".whitening", "whiten_run": ".whitening"})
 # The Dask cluster engine (issue 17): dask/distributed/zarr are imported only when a cluster is used.
 _LAZY.update({"get_client": ".cluster", "LoopbackCluster": ".cluster", "ShardedEmbeddings": ".shards",
               "cluster_farthest_point_sample": ".cluster_sampling", "cluster_score_and_pick": ".cluster_active",

@@ -175,3 +175,10 @@ def test_cli_embed(trained, capsys):
     assert "cli-emb.npy" in out and '"count": %d' % len(trained) in out
     assert main(["embed", "-w", str(trained.root), "--run", "nomodel", "--quiet"]) == 2
     assert "no trained model 'nomodel'" in capsys.readouterr().err
+    # --whiten also stores the run whitened on the pool's statistics (a second run, the first kept)
+    assert main(["embed", "-w", str(trained.root), "--run", "cli-emb", "--model-run", "m", "--whiten", "--quiet"]) == 0
+    assert "run 'cli-emb-w0.1'" in capsys.readouterr().out
+    from curator_widgets.embed import embedding_info
+    assert embedding_info(trained, "cli-emb-w0.1")["whitened_from"] == "cli-emb"
+    assert main(["embed", "-w", str(trained.root), "--run", "cli-emb", "--model-run", "m", "--whiten", "0", "--quiet"]) == 2
+    assert "shrink=0" in capsys.readouterr().err

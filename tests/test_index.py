@@ -122,6 +122,13 @@ def test_two_level_quantizer_is_deterministic_and_close_to_the_flat_one():
     assert np.mean(la == lf) > 0.97
 
 
+def test_two_level_threshold_is_where_the_committed_benchmark_says_it_pays():
+    doc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/ivf_quantizer.json").read_text())
+    assert doc["coarse_ivf_min_lists"] == ix.COARSE_IVF_MIN_LISTS and doc["pays_at_every_nlist_from_min"]
+    assert doc["smallest_nlist_pays"]["ivf"] <= ix.COARSE_IVF_MIN_LISTS and not doc["auto_picks_graph"]
+    assert doc["coarse_probe_share"] == ix.COARSE_PROBE_SHARE
+
+
 def test_auto_uses_the_two_level_quantizer_from_its_list_count_but_not_on_a_gpu(monkeypatch):
     monkeypatch.setattr(ix, "COARSE_IVF_MIN_LISTS", 64)
     X = np.random.default_rng(1).standard_normal((8_000, 16)).astype(np.float32)

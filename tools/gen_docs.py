@@ -52,7 +52,7 @@ API_SECTIONS = [
     ("Preprocessing: composites, cloud masks, swath fills", ["preprocess"]),
     ("Scaling out on a Dask cluster", ["cluster", "cluster_sampling", "cluster_active", "cluster_index",
                                        "cluster_projection", "cluster_embed", "shards", "zarr_embeddings"]),
-    ("Search and projection", ["index", "search", "projection", "placement", "multires"]),
+    ("Search and projection", ["index", "search", "projection", "placement", "multires", "whitening"]),
     ("Sampling and balancing", ["sampling", "balance", "circles"]),
     ("Labels and active learning", ["labels", "heads", "acquisition", "active", "oracle", "export", "exports",
                                     "propagation", "protocol", "evaluation"]),

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-normalize", action="store_true", help="keep raw features instead of L2-normalized ones")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-resume", action="store_true", help="recompute every row")
+    e.add_argument("--whiten", type=float, metavar="SHRINK", nargs="?", const=0.1,
+                   help="also store the run PCA-whitened on the pool's own statistics as <run>-w<SHRINK> "
+                        "(default shrinkage 0.1): neighbours no longer follow the few dominant directions")
     e.add_argument("--quiet", action="store_true")
     add_scheduler(e, "the embedding (shards of chips on the workers, into embeddings/<run>.zarr; --device is "
                      "then the workers' choice)")
@@ -99,4 +102,9 @@ def _embed(args: argparse.Namespace) -> int:
                      progress=not args.quiet)
     print(f"wrote {path}")
     print(json.dumps(embedding_info(ws, args.run), indent=2))
+    if args.whiten is not None:
+        from ..whitening import whiten_run
+
+        out = whiten_run(ws, args.run, shrink=args.whiten, progress=not args.quiet)
+        print(f"wrote {ws.embeddings_path(out)} (run {out!r}: whitened, shrinkage {args.whiten:g})")
     return 0
