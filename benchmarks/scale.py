@@ -238,15 +238,21 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
     return row
 
 
-def modis_size(client, X, al_n: int, shard_rows: int, queries: int, seed: int) -> dict:
-    """The index and the active-learning round on real-imagery vectors (no FPS: its cost does not depend on the data)."""
+def modis_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: int) -> dict:
+    """Exact FPS, the index and the active-learning round on real-imagery vectors, each against one process
+    (FPS's cost does not depend on the data, its picks do: near-duplicate patches and ties are real here)."""
     n, d = X.shape
     row: dict = {"data": "modis-patches", "N": n, "d": d, "shard_rows": shard_rows, "shards": -(-n // shard_rows)}
+    (sp, _), t1 = timed(lambda: farthest_point_sample(X, k, start=0, progress=False))
     with ShardedEmbeddings(X, client=client, shard_rows=shard_rows) as sh:
         client.gather(sh.futures)
+        steps: list[float] = []
+        (cp, _), t = timed(lambda: cluster_farthest_point_sample(sh, k, start=0, step_times=steps, progress=False))
+        row.update(fps_k=k, fps_cluster_s=round(t, 2), fps_single_s=round(t1, 2),
+                   fps_step_p50_ms=round(1e3 * float(np.median(steps)), 1), fps_same_picks=bool(np.array_equal(cp, sp)))
         row.update(index_part(sh, X, queries, seed, None))
         row.update(al_part(sh, X, al_n, seed))
-    per_chip(row, ("index_cluster_s", "al_round_cluster_s"))
+    per_chip(row, ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s"))
     return row
 
 
@@ -302,7 +308,7 @@ def main(argv=None) -> dict:
             (Path(tmp) / f"x{n}.npy").unlink()
             if not args.no_modis:
                 X = write_modis_npy(Path(tmp) / f"m{n}.npy", n, args.d, seed=0)
-                modis.append(modis_size(client, X, args.al_n, args.shard_rows, args.queries, seed=0))
+                modis.append(modis_size(client, X, args.k, args.al_n, args.shard_rows, args.queries, seed=0))
                 print(modis[-1], flush=True)
                 del X
                 (Path(tmp) / f"m{n}.npy").unlink()
@@ -317,7 +323,7 @@ def main(argv=None) -> dict:
     ratio.update({f"worker_{k}": v for k, v in peak.items()})
     if modis:
         ratio.update({f"modis_{k}": round(modis[-1][k] / modis[0][k], 2) if modis[0][k] else None
-                      for k in ("index_cluster_us_per_chip", "al_round_cluster_us_per_chip")})
+                      for k in ("fps_cluster_us_per_chip", "index_cluster_us_per_chip", "al_round_cluster_us_per_chip")})
     res = {"benchmark": "scale", "workers": args.workers, "threads_per_worker": 1, "rows": rows, "modis_rows": modis,
            "cost_per_chip_ratio_largest_vs_smallest": ratio, "projection": projection(rows, args.workers),
            "quick": args.quick}
@@ -329,8 +335,9 @@ def main(argv=None) -> dict:
                           "worker_peak_rss_index_mib", "worker_peak_rss_memory_mib", "disk_fps_step_p50_ms",
                           "disk_fps_same_picks", "disk_al_round_cluster_s", "disk_al_same_picks"], rows))
     if modis:
-        print(markdown_table(["N", "index", "index_cluster_s", "index_single_s", "recall_at_10", "query_p50_ms",
-                              "index_same_results", "al_round_cluster_s", "al_same_picks"], modis))
+        print(markdown_table(["N", "fps_cluster_s", "fps_single_s", "fps_same_picks", "index", "index_cluster_s",
+                              "index_single_s", "recall_at_10", "query_p50_ms", "index_same_results",
+                              "al_round_cluster_s", "al_same_picks"], modis))
     print("cost per chip, largest / smallest:", ratio)
     return write_results(args.out, res, seeds=[0], started=started)
 

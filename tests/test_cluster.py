@@ -157,14 +157,16 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
     D3, I3 = disk.search_prepared(q, 10)
     np.testing.assert_array_equal(I3, I2)
     np.testing.assert_array_equal(D3, D2)
-    # an HNSW coarse quantizer (a factory string) travels to the workers with the index: the same answers
-    ref = make_index(np.asarray(X), "l2", "IVF32_HNSW32,Flat")
-    for on_disk in (False, True):
-        graph = build_index(ws, "r", kind="IVF32_HNSW32,Flat", metric="l2", client=local_client, shard_rows=700,
-                            progress=False, on_disk=on_disk, rebuild=True)
-        D4, I4 = graph.search_prepared(q, 10)
-        np.testing.assert_array_equal(I4, ref.search_prepared(q, 10)[1])
-        np.testing.assert_array_equal(D4, ref.search_prepared(q, 10)[0])
+    # an HNSW or two-level IVF coarse quantizer travels to the workers with the index: the same answers
+    for factory in ("IVF32_HNSW32,Flat", "IVF32(IVF8,Flat),Flat"):
+        ref = make_index(np.asarray(X), "l2", factory)
+        for on_disk in (False, True):
+            graph = build_index(ws, "r", kind=factory, metric="l2", client=local_client, shard_rows=700,
+                                progress=False, on_disk=on_disk, rebuild=True)
+            assert graph.params["factory"] == factory
+            D4, I4 = graph.search_prepared(q, 10)
+            np.testing.assert_array_equal(I4, ref.search_prepared(q, 10)[1])
+            np.testing.assert_array_equal(D4, ref.search_prepared(q, 10)[0])
 
     # an active-learning round of ActiveLoop(client=): scored on the workers, the same batch and scores
     from curator_widgets.active import ActiveLoop, Oracle
@@ -465,5 +467,5 @@ def test_scale_benchmark_quick(tmp_path):
         assert r["index_same_results"] and r["index_ondisk_same_results"] and r["recall_at_10"] >= 0.95
         assert len(r["worker_peak_rss_disk_mib"]) == 2 and min(r["worker_peak_rss_memory_mib"].values()) > 0
     assert [r["data"] for r in doc["modis_rows"]] == ["modis-patches"] * 2
-    assert all(r["index_same_results"] and r["al_same_picks"] for r in doc["modis_rows"])
+    assert all(r["index_same_results"] and r["al_same_picks"] and r["fps_same_picks"] for r in doc["modis_rows"])
     assert "worker_disk_peak_rss_mib" in doc["cost_per_chip_ratio_largest_vs_smallest"]

@@ -505,9 +505,13 @@ def scale_tables(text: str) -> str:
     modis = res.get("modis_rows") or []
     if modis:
         rows += ["", "Real-imagery vectors (MODIS mosaic patches, tiled up to N):", "",
-                 "| N | index | index cluster / 1 proc (s) | recall@10 (cluster / 1 proc) | query p50 (ms) | "
-                 "same results | AL round cluster / 1 proc (s) | same picks |", "|---" * 8 + "|"]
-        rows += [f"| {r['N']:,} | {r['index']}, nprobe {r['nprobe']} | {r['index_cluster_s']} / {r['index_single_s']} | "
+                 "| N | FPS cluster / 1 proc (s) | same picks | index | index cluster / 1 proc (s) | "
+                 "recall@10 (cluster / 1 proc) | query p50 (ms) | same results | AL round cluster / 1 proc (s) | "
+                 "same picks |", "|---" * 10 + "|"]
+        fps = lambda r: (f"{r['fps_cluster_s']} / {r['fps_single_s']} (k={r['fps_k']}) | {r['fps_same_picks']}"  # noqa: E731
+                         if "fps_k" in r else "- | -")  # rows measured before FPS ran on them
+        rows += [f"| {r['N']:,} | {fps(r)} | {r['index']}, nprobe {r['nprobe']} | "
+                 f"{r['index_cluster_s']} / {r['index_single_s']} | "
                  f"{r['recall_at_10']} / {r['recall_single']} | {r['query_p50_ms']} | {r['index_same_results']} | "
                  f"{r['al_round_cluster_s']} / {r['al_round_single_s']} | {r['al_same_picks']} |" for r in modis]
     ratio = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in res["cost_per_chip_ratio_largest_vs_smallest"].items())
