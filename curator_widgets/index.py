@@ -758,6 +758,7 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
             _rebuild_quantizer(ivf)
         if coarse is not None:
             coarse.nprobe = coarse_default_nprobe(coarse.nlist)
+            coarse.make_direct_map()  # centroids by list number: merging shard indexes compares the quantizers
     from .progress import progress_bar as tqdm
 
     if add is not None and dev is None:
