@@ -4,11 +4,13 @@ per list count, in one run.
 
 Adding N vectors to IVF{nlist} assigns each to its nearest centroid: the exact scan costs N x nlist
 distances (BLAS), the graph about efSearch x M, the two-level IVF ~2 sqrt(nlist) + nprobe x sqrt(nlist) / 2.
-The centroids are a short k-means (KMEANS_ITERS iterations over 40 x nlist points, IVF's training sample
-size: where the lists really sit, at a fraction of a full training's cost); agreement is the share of vectors
-the quantizer sends to the exact scan's list. A quantizer pays where it assigns SPEEDUP times faster or more
-and agrees on AGREEMENT of the vectors; `index.COARSE_IVF_MIN_LISTS` (where auto starts using the two-level
-IVF) must be a list count at and above which every measured one pays (tests/test_index.py checks it).
+The vectors are drawn from the pool benchmarks/scale.py builds for that N (a 64-component mixture per block
+of 262,144 rows, so N / 262,144 mixtures), the centroids are a short k-means (KMEANS_ITERS iterations over
+40 x nlist rows of the same pool, IVF's training sample size: where the lists really sit, at a fraction of a
+full training's cost), and the assigned vectors are other rows of it; agreement is the share of vectors the
+quantizer sends to the exact scan's list. A quantizer pays where it assigns SPEEDUP times faster or more and
+agrees on AGREEMENT of the vectors; `index.COARSE_IVF_MIN_LISTS` (where auto would start using the two-level
+IVF, None: never) must be a list count at and above which every measured one pays (tests/test_index.py).
 
     .venv/bin/python benchmarks/ivf_quantizer.py            # nlist 2,529 .. 25,298 (N = 400k .. 40M)
     .venv/bin/python benchmarks/ivf_quantizer.py --quick
@@ -37,11 +39,27 @@ SPEEDUP = 1.2  # "pays": the graph assigns at least this much faster than the sc
 AGREEMENT = 0.99  # ... and sends at least this share of vectors to the scan's list
 
 
-def one(nlist: int, X: np.ndarray, seed: int, efs: tuple[int, ...]) -> list[dict]:
+BLOCK = 1 << 18  # benchmarks/scale.py writes its pool in blocks of this many rows, each its own mixture
+
+
+def pool_rows(n: int, count: int, d: int, seed: int) -> np.ndarray:
+    """`count` distinct rows drawn uniformly from the pool scale.write_npy(n, d, seed=0) writes, in random order."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, count, replace=False))
+    out = np.empty((count, d), np.float32)
+    blocks = idx // BLOCK
+    for b in np.unique(blocks):
+        lo = int(b) * BLOCK
+        sel = blocks == b
+        out[sel] = mixture(min(n, lo + BLOCK) - lo, d, seed=lo).numpy()[idx[sel] - lo]
+    return out[rng.permutation(count)]
+
+
+def one(n: int, nlist: int, vectors: int, d: int, seed: int, efs: tuple[int, ...]) -> list[dict]:
     import faiss
 
-    d = X.shape[1]
-    sample = mixture(40 * nlist, d, seed=seed + 1).numpy().astype(np.float32)  # IVF's training sample size
+    pool = pool_rows(n, 40 * nlist + vectors, d, seed)
+    sample, X = pool[:40 * nlist], pool[40 * nlist:]  # IVF's training sample size, then the vectors to assign
     km = faiss.Kmeans(d, nlist, niter=KMEANS_ITERS, seed=seed, max_points_per_centroid=40)
     km.train(sample)
     centroids = km.centroids
@@ -96,13 +114,14 @@ def doc_tables(doc: dict) -> dict[str, str]:
     def where(kind: str) -> str:
         return f"from {pays[kind]:,} lists" if pays.get(kind) else "at no list count measured"
 
-    note = (f"\n\n{doc['rows'][0]['vectors']:,} vectors of d={doc['d']} assigned per list count (centroids: a "
-            f"{KMEANS_ITERS}-iteration k-means); HNSW{doc['M']}; the two-level IVF puts the centroids in "
+    note = (f"\n\n{doc['rows'][0]['vectors']:,} vectors of d={doc['d']} from the scale benchmark's pool for each N "
+            f"assigned per list count (centroids: a {KMEANS_ITERS}-iteration k-means over other rows of it); HNSW{doc['M']}; the two-level IVF puts the centroids in "
             f"2 sqrt(nlist) lists and scans 1/{doc['coarse_probe_share']} of them (at least 8; the rows marked default, then twice as many); {m.get('cpus')} CPUs; "
             f"commit `{(doc.get('commit') or '?')[:10]}`. A quantizer pays at {doc['speedup_rule']}x faster or more "
             f"with {doc['agreement_rule']:.0%} of vectors or more sent to the exact list: the graph {where('hnsw')}, "
-            f"the two-level IVF (default rows) {where('ivf')}; auto uses the two-level IVF from "
-            f"{doc['coarse_ivf_min_lists']:,} lists and never the graph.")
+            f"the two-level IVF (default rows) {where('ivf')}; auto "
+            + (f"uses the two-level IVF from {doc['coarse_ivf_min_lists']:,} lists" if doc["coarse_ivf_min_lists"]
+               else "keeps the exact scan") + " and never picks the graph.")
     return {"main": markdown_table(COLUMNS, doc["rows"]) + note}
 
 
@@ -121,10 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     faiss.omp_set_num_threads(2)
     started = time.perf_counter()
-    X = mixture(args.vectors, args.d, seed=0).numpy().astype(np.float32)
     rows = []
     for n in args.sizes:
-        rows += [{"N": n, **r} for r in one(auto_nlist(n), X, 0, (QUANTIZER_EF, 2 * QUANTIZER_EF))]
+        rows += [{"N": n, **r} for r in one(n, auto_nlist(n), args.vectors, args.d, 0, (QUANTIZER_EF, 2 * QUANTIZER_EF))]
         print(rows[-4:], flush=True)
 
     def pays(r: dict) -> bool:
@@ -138,8 +156,9 @@ def main(argv: list[str] | None = None) -> dict:
     res = {"benchmark": "ivf_quantizer", "d": args.d, "M": HNSW_M, "efSearch": QUANTIZER_EF,
            "coarse_probe_share": COARSE_PROBE_SHARE, "speedup_rule": SPEEDUP, "agreement_rule": AGREEMENT, "rows": rows,
            "smallest_nlist_pays": {"hnsw": paying("hnsw"), "ivf": paying("ivf")},
-           "pays_at_every_nlist_from_min": all(pays(r) for r in rows if r["quantizer"].startswith("ivf") and r["default"]
-                                               and r["nlist"] >= COARSE_IVF_MIN_LISTS),
+           "pays_at_every_nlist_from_min": None if COARSE_IVF_MIN_LISTS is None else all(
+               pays(r) for r in rows if r["quantizer"].startswith("ivf") and r["default"]
+               and r["nlist"] >= COARSE_IVF_MIN_LISTS),
            "coarse_ivf_min_lists": COARSE_IVF_MIN_LISTS, "auto_picks_graph": any("_HNSW" in f for f in factories),
            "auto_factories": dict(zip(map(str, args.sizes), factories)), "quick": args.quick}
     doc = write_results(args.out, res, seeds=[0], started=started)

@@ -44,16 +44,14 @@ HNSW_M = 32
 # on this box the graph assigned vectors to lists at most 1.5x faster than the exact scan up to 25k lists while agreeing
 # with it on only 64-93% of them (benchmarks/ivf_quantizer.py).
 QUANTIZER_EF = 64
-# A two-level coarse quantizer (factory "IVF12649(IVF225,Flat),Flat"): the centroids themselves in COARSE_LISTS_PER_ROOT x
-# sqrt(nlist) lists, a fixed share of them (1 / COARSE_PROBE_SHARE, at least 8) scanned per vector, so the share of
-# vectors sent to the exact scan's list stays put as the lists grow. Assigning a vector then reads ~nlist / 16
-# centroids plus the coarse lists instead of all nlist, so adding N vectors no longer costs N x 4 sqrt(N) distances.
-# auto uses it from COARSE_IVF_MIN_LISTS lists, where benchmarks/ivf_quantizer.py measured it >= 1.2x faster than
-# the exact scan and sending >= 99% of vectors to the exact scan's list.
-COARSE_LISTS_PER_ROOT = 2
+# A two-level coarse quantizer (a factory string such as "IVF12649(IVF225,Flat),Flat"): the centroids themselves in
+# their own IVF, 1 / COARSE_PROBE_SHARE of its lists (at least QUANTIZER_NPROBE) scanned per vector. auto does not
+# pick it: on the scale benchmark's 10M vectors (39 mixtures) the build took 422 s against 270 s with the exact scan
+# (docs/search.md), while benchmarks/ivf_quantizer.py's single mixture measured it faster. COARSE_IVF_MIN_LISTS is
+# where auto would start using it (None: never).
 COARSE_PROBE_SHARE = 16
 QUANTIZER_NPROBE = 8
-COARSE_IVF_MIN_LISTS = 4000
+COARSE_IVF_MIN_LISTS: int | None = None
 CHUNK = 65_536               # rows per block when streaming embeddings from the memmap
 CALIBRATION_QUERIES = 400
 CALIBRATION_MARGIN = 0.01    # aim a little above the target: held-out queries measured ~0.01 below it
@@ -186,8 +184,8 @@ def auto_nlist(n: int) -> int:
 
 
 def coarse_lists(nlist: int) -> int:
-    """Lists of the two-level coarse quantizer over `nlist` centroids (COARSE_LISTS_PER_ROOT x sqrt(nlist))."""
-    return max(1, int(round(COARSE_LISTS_PER_ROOT * math.sqrt(nlist))))
+    """Lists of a two-level coarse quantizer over `nlist` centroids: 2 sqrt(nlist)."""
+    return max(1, int(round(2 * math.sqrt(nlist))))
 
 
 def coarse_default_nprobe(coarse: int) -> int:
@@ -196,8 +194,9 @@ def coarse_default_nprobe(coarse: int) -> int:
 
 
 def ivf_prefix(nlist: int) -> str:
-    """'IVF{nlist}', with the two-level coarse quantizer from COARSE_IVF_MIN_LISTS lists."""
-    return f"IVF{nlist}(IVF{coarse_lists(nlist)},Flat)" if nlist >= COARSE_IVF_MIN_LISTS else f"IVF{nlist}"
+    """'IVF{nlist}', with the two-level coarse quantizer from COARSE_IVF_MIN_LISTS lists (when set)."""
+    two_level = COARSE_IVF_MIN_LISTS is not None and nlist >= COARSE_IVF_MIN_LISTS
+    return f"IVF{nlist}(IVF{coarse_lists(nlist)},Flat)" if two_level else f"IVF{nlist}"
 
 
 def gpu_factory(factory: str) -> str:
@@ -213,8 +212,8 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
     auto: Flat up to FLAT_MAX vectors (exact and fast enough); above, IVF{4 sqrt N} with the
     storage that fits the memory budget: Flat (4 B/dim), SQfp16 (2 B/dim, lossless for the
     float16 embeddings), SQ8 (1 B/dim), then PQ. HNSW is offered as `kind="hnsw"` but not picked
-    by auto on CPU: its build is ~5x slower than IVF's here for the same recall and latency. From
-    COARSE_IVF_MIN_LISTS lists the centroids are found through an IVF of their own (`ivf_prefix`).
+    by auto on CPU: its build is ~5x slower than IVF's here for the same recall and latency. The coarse
+    quantizer is the exact scan of the centroids (see COARSE_IVF_MIN_LISTS).
     `ivf_only` (on-disk lists): auto never picks exact Flat, and a kind without inverted lists is an error.
     """
     if ivf_only and (kind in ("flat", "hnsw") or (kind not in KINDS and not kind.startswith("IVF"))):

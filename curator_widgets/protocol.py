@@ -95,7 +95,7 @@ class LoopRecipe:
 
 # The SSL budget's ceiling, set by cost, never by a score: the 30k-image protocol must fit 60 min of this 2-core
 # box. It was set from a run on a loaded box (~8.9 ms of CPU per 64-px view, ~19 CPU min for the rest), where
-# 168,000 views come to about half the budget; on an idle box the whole 30k protocol at this ceiling took 9.4 min
+# 168,000 views come to about half the budget; on an idle box the whole 30k protocol at this ceiling took 14.3 min
 # (benchmarks/results/active_protocol_30k.json: 2.9 ms of CPU per view). protocol_levers.py measures what 1x, 2x and
 # 4x the first budget (42,000 views) gain on dev classes; UC Merced's 100-epoch cap stops it at 210,000 views.
 SSL_VIEWS_CAP = 168_000

@@ -554,7 +554,11 @@ def cost_30k_table(text: str) -> str:
     rows = ["| stage | wall min | CPU min | load average (1 min) at its end | note |", "|---|---|---|---|---|"]
     notes = {"crops": "benchmarks/ucmerced_crops.py", "ingest": f"{res['chips']} chips",
              "train": f"{ssl.get('epochs', 1)} epoch{'' if ssl.get('epochs', 1) == 1 else 's'} of the default SSL recipe",
-             "embed": "rotation/flip average + a 128 px pass", "graph": "exact 20-NN, faiss"}
+             "embed": " + ".join((["rotation/flip average"] if ssl.get("tta") else [f"{ssl.get('image_size', 64)} px"])
+                                 + [f"a {px} px pass" for px in ssl.get("scales") or []]),
+             "graph": f"exact {(res.get('loop') or {}).get('graph_k', 20)}-NN, faiss"
+                      + (f", in the whitened embedding (shrinkage {loop_w:g})"
+                         if (loop_w := (res.get('loop') or {}).get('whiten')) else "")}
     for name in ("crops", "ingest", "train", "embed", "graph", "sessions"):
         st = res["stages"].get(name)
         if st is None:
