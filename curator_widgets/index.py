@@ -41,14 +41,13 @@ FLAT_MAX = 50_000            # faiss guideline: exact search is fine below ~10k-
 EXACT_SUBSET_MAX = 20_000    # a filter that leaves fewer rows than this is searched exactly over them
 HNSW_M = 32
 # The efSearch of an HNSW coarse quantizer (a factory string such as "IVF65536_HNSW32,SQ8"): auto never picks one, since
-# on this box the graph assigned vectors to lists at most 1.5x faster than the exact scan up to 25k lists while agreeing
-# with it on only 64-93% of them (benchmarks/ivf_quantizer.py).
+# on this box, on the scale benchmark's vectors, the graph assigned vectors to lists slower than the exact scan at every
+# list count measured up to 25k (0.3-0.8x; benchmarks/ivf_quantizer.py).
 QUANTIZER_EF = 64
 # A two-level coarse quantizer (a factory string such as "IVF12649(IVF225,Flat),Flat"): the centroids themselves in
 # their own IVF, 1 / COARSE_PROBE_SHARE of its lists (at least QUANTIZER_NPROBE) scanned per vector. auto does not
-# pick it: on the scale benchmark's 10M vectors (39 mixtures) the build took 422 s against 270 s with the exact scan
-# (docs/search.md), while benchmarks/ivf_quantizer.py's single mixture measured it faster. COARSE_IVF_MIN_LISTS is
-# where auto would start using it (None: never).
+# pick it: on the scale benchmark's 10M vectors (39 mixtures) the build was markedly slower than with the exact scan
+# (docs/search.md). COARSE_IVF_MIN_LISTS is where auto would start using it (None: never).
 COARSE_PROBE_SHARE = 16
 QUANTIZER_NPROBE = 8
 COARSE_IVF_MIN_LISTS: int | None = None

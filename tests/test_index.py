@@ -62,15 +62,20 @@ def test_auto_selection_follows_faiss_guidelines():
         ix.memory_budget_bytes(0)
 
 
+def blobs(n: int = 12_000, d: int = 32, centres: int = 40) -> np.ndarray:
+    """Gaussian blobs around well-separated centres: IVF lists with real structure."""
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((centres, d)).astype(np.float32) * 4
+    return (c[rng.integers(0, centres, n)] + rng.standard_normal((n, d))).astype(np.float32)
+
+
 def test_hnsw_quantizer_is_deterministic_and_clusters_exactly():
     """The graph quantizer's build is the flat one's k-means plus a one-thread graph: two builds from one
     seed answer alike, the lists hold the flat build's centroids, and nprobe above the graph's efSearch
     is passed down to the graph so that nprobe = nlist is an exact search."""
     import faiss
 
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((40, 32)).astype(np.float32) * 4
-    X = (centres[rng.integers(0, 40, 12_000)] + rng.standard_normal((12_000, 32))).astype(np.float32)
+    X = blobs()
     a = ix.make_index(X, "l2", "IVF256_HNSW32,Flat", seed=3)
     b = ix.make_index(X, "l2", "IVF256_HNSW32,Flat", seed=3)
     flat = ix.make_index(X, "l2", "IVF256,Flat", seed=3)
@@ -93,9 +98,7 @@ def test_two_level_quantizer_is_deterministic_and_close_to_the_flat_one():
     the coarse nprobe down, and nprobe = nlist with every coarse list scanned is an exact search."""
     import faiss
 
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((40, 32)).astype(np.float32) * 4
-    X = (centres[rng.integers(0, 40, 12_000)] + rng.standard_normal((12_000, 32))).astype(np.float32)
+    X = blobs()
     a = ix.make_index(X, "l2", "IVF256(IVF32,Flat),Flat", seed=3)
     b = ix.make_index(X, "l2", "IVF256(IVF32,Flat),Flat", seed=3)
     flat = ix.make_index(X, "l2", "IVF256,Flat", seed=3)
@@ -503,25 +506,12 @@ def test_knn_graph_excludes_self_and_is_cached(embedded_ws):
 
 
 def test_search_by_image_through_the_trained_model(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
-    from curator_widgets import embed, train
-    from curator_widgets.images import write_image
-    from curator_widgets.models import Encoder
-    from curator_widgets.sources import Chip
-    from curator_widgets.workspace import Workspace
+    pytest.importorskip("torch")
+    from helpers import image_workspace
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2))
-    model = Encoder(net, 32, image_size=16).eval()
-    monkeypatch.setattr(train, "load_model", lambda ws, run, device="cpu": model)
-    ws = Workspace.create(tmp_path / "ws")
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(40)]
-    paths = []
-    for i, im in enumerate(images):
-        paths.append(tmp_path / f"img{i}.png")
-        write_image(paths[-1], im)
-    ws.add_chips([Chip(key=f"k{i}", meta={"label": str(i)}, path=p) for i, p in enumerate(paths)], progress=False)
+    from curator_widgets import embed
+
+    ws, model, images, paths = image_workspace(tmp_path, monkeypatch)
     write_embeddings(ws, "m", embed.embed_images(model, images), model_run="m")
     ix.build_index(ws, "m")
     res = ix.search(ws, "m", image=str(paths[7]), k=3)

@@ -119,25 +119,12 @@ def test_interrupted_whiten_run_keeps_the_earlier_run(embedded_ws, monkeypatch):
 
 
 def test_search_by_image_through_a_concatenated_whitened_run(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
-    from curator_widgets import embed, train
-    from curator_widgets.images import write_image
-    from curator_widgets.models import Encoder
-    from curator_widgets.sources import Chip
-    from curator_widgets.workspace import Workspace
+    pytest.importorskip("torch")
+    from helpers import image_workspace
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2))
-    model = Encoder(net, 32, image_size=16).eval()
-    monkeypatch.setattr(train, "load_model", lambda ws, run, device="cpu": model)
-    ws = Workspace.create(tmp_path / "ws")
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(60)]
-    paths = []
-    for i, im in enumerate(images):
-        paths.append(tmp_path / f"img{i}.png")
-        write_image(paths[-1], im)
-    ws.add_chips([Chip(key=f"k{i}", meta={"label": str(i)}, path=p) for i, p in enumerate(paths)], progress=False)
+    from curator_widgets import embed
+
+    ws, model, images, paths = image_workspace(tmp_path, monkeypatch, n=60)
     a = embed.embed_images(model, images)
     b = embed.embed_images(model, images, image_size=32)
     save_embeddings(ws, "m", a, model_run="m")
