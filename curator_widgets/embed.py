@@ -170,6 +170,14 @@ def load_embeddings(ws, run: str) -> np.ndarray:
     return arr
 
 
+def concat_embeddings(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Several embeddings of the same chips side by side, each row unit length and the whole scaled by
+    1/sqrt(parts), so the cosine of two joined rows is the mean of the parts' cosines (float32)."""
+    unit = [np.asarray(p, dtype=np.float32) for p in parts]
+    unit = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in unit]
+    return np.hstack(unit) / np.float32(np.sqrt(len(unit)))
+
+
 def embedding_info(ws, run: str) -> dict[str, Any]:
     """The sidecar of `run`'s embeddings: dim, count, normalized, model_run."""
     meta = _read_json(ws.embeddings_path(run).with_suffix(".json"))

@@ -1258,9 +1258,9 @@ def embed_query_images(ws: "Workspace", run: str, image: Any, _via: tuple[str, .
 
         return load_whitening(ws, run).transform(embed_query_images(ws, str(meta["whitened_from"]), image, via))
     if meta.get("parts"):
-        parts = [embed_query_images(ws, str(part), image, via) for part in meta["parts"]]
-        unit = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]
-        return np.hstack(unit).astype(np.float32) / np.float32(np.sqrt(len(unit)))
+        from .embed import concat_embeddings
+
+        return concat_embeddings([embed_query_images(ws, str(part), image, via) for part in meta["parts"]])
     model_run = meta.get("model_run") or run
     try:
         from .embed import embed_images

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import CuratorError
+from .whitening import WHITEN_SHRINK
 
 
 def neighbour_graph(X: np.ndarray, k: int = 20, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +168,7 @@ class GraphHead:
 
     def __init__(self, n_classes: int = 2, seed: int = 0, device: str | None = "auto", head_weight: float = 0.5,
                  k: int = 10, alpha: float = 0.99, background: float = 0.0, graph: LabelPropagation | None = None,
-                 pseudo: int = 0, whiten: float = 0.1):
+                 pseudo: int = 0, whiten: float = WHITEN_SHRINK):
         if not 0 <= float(head_weight) <= 1:
             raise CuratorError(f"head_weight={head_weight} is not in [0, 1]", "use 0 (graph only) .. 1 (head only)")
         if int(pseudo) < 0:

@@ -354,7 +354,7 @@ def folder_workspace(folder: str | os.PathLike, workdir: str | os.PathLike, prog
 def embeddings_for(ws, recipe: SSLRecipe = DEFAULT_SSL, progress: bool = False,
                    log: Callable[[str], None] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Train the SSL model (labels never used) and embed every chip; cached in the workspace."""
-    from .embed import embed, load_embeddings, save_embeddings
+    from .embed import concat_embeddings, embed, load_embeddings, save_embeddings
     from .train import train_ssl
 
     n = len(ws)
@@ -373,7 +373,7 @@ def embeddings_for(ws, recipe: SSLRecipe = DEFAULT_SSL, progress: bool = False,
         for size in recipe.scales:
             embed(ws, f"{model_run}-{size}px", model_run=model_run, image_size=size, progress=progress)
             names.append(f"{model_run}-{size}px")
-        X = np.hstack([_unit(np.asarray(load_embeddings(ws, r), dtype=np.float32)) for r in names]) / np.sqrt(len(names))
+        X = concat_embeddings([load_embeddings(ws, r) for r in names])
         save_embeddings(ws, run, X, model_run=model_run, scales=[recipe.image_size, *recipe.scales], tta=recipe.tta,
                         parts=names)
     t2, c2 = time.perf_counter(), cpu_seconds()

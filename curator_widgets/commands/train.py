@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..whitening import WHITEN_SHRINK
 from ._cluster import add_scheduler, client_of
 
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-normalize", action="store_true", help="keep raw features instead of L2-normalized ones")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-resume", action="store_true", help="recompute every row")
-    e.add_argument("--whiten", type=float, metavar="SHRINK", nargs="?", const=0.1,
+    e.add_argument("--whiten", type=float, metavar="SHRINK", nargs="?", const=WHITEN_SHRINK,
                    help="also store the run PCA-whitened on the pool's own statistics as <run>-w<SHRINK> "
                         "(default shrinkage 0.1): neighbours no longer follow the few dominant directions")
     e.add_argument("--quiet", action="store_true")
