@@ -9,8 +9,8 @@ of 262,144 rows, so N / 262,144 mixtures), the centroids are a short k-means (KM
 40 x nlist rows of the same pool, IVF's training sample size: where the lists really sit, at a fraction of a
 full training's cost), and the assigned vectors are other rows of it; agreement is the share of vectors the
 quantizer sends to the exact scan's list. A quantizer pays where it assigns SPEEDUP times faster or more and
-agrees on AGREEMENT of the vectors; `index.COARSE_IVF_MIN_LISTS` (where auto would start using the two-level
-IVF, None: never) must be a list count at and above which every measured one pays (tests/test_index.py).
+agrees on AGREEMENT of the vectors; `index.choose_factory`'s auto uses neither while neither pays at the list
+counts it would build (tests/test_index.py checks the committed JSON's auto factories against it).
 
     .venv/bin/python benchmarks/ivf_quantizer.py            # nlist 2,529 .. 25,298 (N = 400k .. 40M)
     .venv/bin/python benchmarks/ivf_quantizer.py --quick
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_table, write_results  # noqa: E402
 from sampling_speed import mixture  # noqa: E402
 
-from curator_widgets.index import (COARSE_IVF_MIN_LISTS, COARSE_PROBE_SHARE, HNSW_M, QUANTIZER_EF,  # noqa: E402
+from curator_widgets.index import (COARSE_PROBE_SHARE, HNSW_M, QUANTIZER_EF,  # noqa: E402
                                    auto_nlist, choose_factory, coarse_default_nprobe, coarse_lists)
 from curator_widgets.omp import one_omp_thread  # noqa: E402
 
@@ -120,8 +120,8 @@ def doc_tables(doc: dict) -> dict[str, str]:
             f"commit `{(doc.get('commit') or '?')[:10]}`. A quantizer pays at {doc['speedup_rule']}x faster or more "
             f"with {doc['agreement_rule']:.0%} of vectors or more sent to the exact list: the graph {where('hnsw')}, "
             f"the two-level IVF (default rows) {where('ivf')}; auto "
-            + (f"uses the two-level IVF from {doc['coarse_ivf_min_lists']:,} lists" if doc["coarse_ivf_min_lists"]
-               else "keeps the exact scan") + " and never picks the graph.")
+            + ("uses the two-level IVF" if doc["auto_picks_two_level"] else "keeps the exact scan")
+            + " and never picks the graph.")
     return {"main": markdown_table(COLUMNS, doc["rows"]) + note}
 
 
@@ -156,10 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     res = {"benchmark": "ivf_quantizer", "d": args.d, "M": HNSW_M, "efSearch": QUANTIZER_EF,
            "coarse_probe_share": COARSE_PROBE_SHARE, "speedup_rule": SPEEDUP, "agreement_rule": AGREEMENT, "rows": rows,
            "smallest_nlist_pays": {"hnsw": paying("hnsw"), "ivf": paying("ivf")},
-           "pays_at_every_nlist_from_min": None if COARSE_IVF_MIN_LISTS is None else all(
-               pays(r) for r in rows if r["quantizer"].startswith("ivf") and r["default"]
-               and r["nlist"] >= COARSE_IVF_MIN_LISTS),
-           "coarse_ivf_min_lists": COARSE_IVF_MIN_LISTS, "auto_picks_graph": any("_HNSW" in f for f in factories),
+           "auto_picks_graph": any("_HNSW" in f for f in factories),
+           "auto_picks_two_level": any("(IVF" in f for f in factories),
            "auto_factories": dict(zip(map(str, args.sizes), factories)), "quick": args.quick}
     doc = write_results(args.out, res, seeds=[0], started=started)
     print(doc_tables(doc)["main"])

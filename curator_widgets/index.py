@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from contextlib import contextmanager
@@ -47,10 +46,9 @@ QUANTIZER_EF = 64
 # A two-level coarse quantizer (a factory string such as "IVF12649(IVF225,Flat),Flat"): the centroids themselves in
 # their own IVF, 1 / COARSE_PROBE_SHARE of its lists (at least QUANTIZER_NPROBE) scanned per vector. auto does not
 # pick it: on the scale benchmark's 10M vectors (39 mixtures) the build was markedly slower than with the exact scan
-# (docs/search.md). COARSE_IVF_MIN_LISTS is where auto would start using it (None: never).
+# (docs/search.md).
 COARSE_PROBE_SHARE = 16
 QUANTIZER_NPROBE = 8
-COARSE_IVF_MIN_LISTS: int | None = None
 CHUNK = 65_536               # rows per block when streaming embeddings from the memmap
 CALIBRATION_QUERIES = 400
 CALIBRATION_MARGIN = 0.01    # aim a little above the target: held-out queries measured ~0.01 below it
@@ -192,18 +190,6 @@ def coarse_default_nprobe(coarse: int) -> int:
     return int(min(coarse, max(QUANTIZER_NPROBE, math.ceil(coarse / COARSE_PROBE_SHARE))))
 
 
-def ivf_prefix(nlist: int) -> str:
-    """'IVF{nlist}', with the two-level coarse quantizer from COARSE_IVF_MIN_LISTS lists (when set)."""
-    two_level = COARSE_IVF_MIN_LISTS is not None and nlist >= COARSE_IVF_MIN_LISTS
-    return f"IVF{nlist}(IVF{coarse_lists(nlist)},Flat)" if two_level else f"IVF{nlist}"
-
-
-def gpu_factory(factory: str) -> str:
-    """The factory without the two-level coarse quantizer: a GPU scans all centroids in one product, the
-    two-level quantizer is a CPU saving (and GPU IVF indexes want a flat one)."""
-    return re.sub(r"^IVF(\d+)\(IVF\d+,Flat\)", r"IVF\1", factory)
-
-
 def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None = None,
                    ivf_only: bool = False) -> tuple[str, str]:
     """(faiss factory string, why) for `n` vectors of dimension `d`, following faiss's index guidelines.
@@ -212,7 +198,8 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
     storage that fits the memory budget: Flat (4 B/dim), SQfp16 (2 B/dim, lossless for the
     float16 embeddings), SQ8 (1 B/dim), then PQ. HNSW is offered as `kind="hnsw"` but not picked
     by auto on CPU: its build is ~5x slower than IVF's here for the same recall and latency. The coarse
-    quantizer is the exact scan of the centroids (see COARSE_IVF_MIN_LISTS).
+    quantizer is the exact scan of the centroids (benchmarks/ivf_quantizer.py: neither a graph nor a two-level IVF
+    over them paid on the scale benchmark's vectors).
     `ivf_only` (on-disk lists): auto never picks exact Flat, and a kind without inverted lists is an error.
     """
     if ivf_only and (kind in ("flat", "hnsw") or (kind not in KINDS and not kind.startswith("IVF"))):
@@ -225,31 +212,29 @@ def choose_factory(n: int, d: int, kind: str = "auto", memory_budget: int | None
                            f"use one of {', '.join(KINDS)}, or a faiss index_factory string such as 'IVF1024,SQ8'")
     budget = memory_budget_bytes() if memory_budget is None else int(memory_budget)
     nlist = auto_nlist(n)
-    ivf = ivf_prefix(nlist)
     if kind == "flat":
         return "Flat", "asked for exact search"
     if kind == "hnsw":
         return f"HNSW{HNSW_M},Flat", "asked for HNSW"
     if kind == "ivf":
-        return f"{ivf},Flat", "asked for IVF"
+        return f"IVF{nlist},Flat", "asked for IVF"
     if kind == "ivf-fp16":
-        return f"{ivf},SQfp16", "asked for IVF with float16 storage"
+        return f"IVF{nlist},SQfp16", "asked for IVF with float16 storage"
     if kind == "ivf-sq8":
-        return f"{ivf},SQ8", "asked for IVF with 8-bit scalar quantization"
+        return f"IVF{nlist},SQ8", "asked for IVF with 8-bit scalar quantization"
     if kind == "ivf-pq":
-        return f"{ivf},{_pq_spec(n, d, max(1, d // 4))}", "asked for IVF with product quantization"
+        return f"IVF{nlist},{_pq_spec(n, d, max(1, d // 4))}", "asked for IVF with product quantization"
     # auto
     if n <= FLAT_MAX and not ivf_only:
         if n * d * 4 <= budget:
             return "Flat", f"{n} <= {FLAT_MAX} vectors: exact search is fast enough"
-    coarse = f", assigned through {coarse_lists(nlist)} lists of centroids" if ivf != f"IVF{nlist}" else ""
     for spec, nbytes, why in (("Flat", 4, "fits in memory as float32"), ("SQfp16", 2, "float16 storage fits the budget"),
                               ("SQ8", 1, "8-bit storage fits the budget")):
         if n * d * nbytes <= budget:
-            return f"{ivf},{spec}", f"{n} vectors: IVF{nlist} (4 sqrt N lists{coarse}), {why}"
+            return f"IVF{nlist},{spec}", f"{n} vectors: IVF{nlist} (4 sqrt N lists), {why}"
     m = max(1, int(budget // max(n, 1)))
     m = max([c for c in range(1, d + 1) if d % c == 0 and c <= m] or [1])
-    return f"{ivf},{_pq_spec(n, d, m)}", f"{n} vectors do not fit {budget / 2**30:.1f} GiB even at 8 bits: product quantization"
+    return f"IVF{nlist},{_pq_spec(n, d, m)}", f"{n} vectors do not fit {budget / 2**30:.1f} GiB even at 8 bits: product quantization"
 
 
 def _coarse_ivf(ivf: Any, seed: int) -> Any:
@@ -729,8 +714,6 @@ def make_index(x: np.ndarray, metric: str = "cosine", kind: str = "auto", *, tar
     n, d = x.shape
     budget = memory_budget_bytes(memory_budget_gb)
     factory, why = choose_factory(n, d, kind, budget, ivf_only=ivf_only)
-    if gpu and kind in KINDS:
-        factory = gpu_factory(factory)
     t0 = time.perf_counter()
     try:
         index = faiss.index_factory(d, factory, faiss.METRIC_L2)

@@ -53,7 +53,6 @@ def test_auto_selection_follows_faiss_guidelines():
     assert ix.choose_factory(5_000, 64, "IVF64,SQ8")[0] == "IVF64,SQ8"
     # auto keeps the exact coarse quantizer at any size: neither the graph nor the two-level IVF paid on the
     # scale benchmark's data (benchmarks/ivf_quantizer.py, benchmarks/scale.py)
-    assert ix.COARSE_IVF_MIN_LISTS is None
     assert ix.choose_factory(40_000_000, 128, memory_budget=64 * gb)[0] == "IVF25298,Flat"
     with pytest.raises(CuratorError, match="unknown index kind 'fast'") as e:
         ix.choose_factory(10, 4, "fast")
@@ -123,22 +122,15 @@ def test_two_level_quantizer_is_deterministic_and_close_to_the_flat_one():
     assert np.mean(la == lf) > 0.97
 
 
-def test_two_level_threshold_agrees_with_the_committed_benchmark():
+def test_auto_quantizer_agrees_with_the_committed_benchmark():
+    """auto keeps the exact coarse scan where the committed ivf_quantizer run found that neither the graph nor
+    the two-level IVF pays; its auto factories are today's."""
     doc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/ivf_quantizer.json").read_text())
-    assert doc["coarse_ivf_min_lists"] == ix.COARSE_IVF_MIN_LISTS and not doc["auto_picks_graph"]
-    if ix.COARSE_IVF_MIN_LISTS is not None:  # auto may use it only where every measured list count from there pays
-        assert doc["pays_at_every_nlist_from_min"] and doc["smallest_nlist_pays"]["ivf"] <= ix.COARSE_IVF_MIN_LISTS
+    assert doc["smallest_nlist_pays"] == {"hnsw": None, "ivf": None}
+    assert not doc["auto_picks_graph"] and not doc["auto_picks_two_level"]
+    for n, factory in doc["auto_factories"].items():
+        assert ix.choose_factory(int(n), doc["d"], memory_budget=2**40)[0] == factory
     assert doc["coarse_probe_share"] == ix.COARSE_PROBE_SHARE
-
-
-def test_auto_uses_the_two_level_quantizer_from_its_list_count_but_not_on_a_gpu(monkeypatch):
-    monkeypatch.setattr(ix, "COARSE_IVF_MIN_LISTS", 64)
-    X = np.random.default_rng(1).standard_normal((8_000, 16)).astype(np.float32)
-    cpu = ix.make_index(X, "l2", "ivf", seed=0)
-    assert cpu.params["factory"] == f"IVF{ix.auto_nlist(8_000)}(IVF{ix.coarse_lists(ix.auto_nlist(8_000))},Flat),Flat"
-    # a GPU build (make_index(gpu=True)) asks for the plain quantizer: the GPU scans every centroid in one product
-    assert ix.gpu_factory(cpu.params["factory"]) == f"IVF{ix.auto_nlist(8_000)},Flat"
-    assert ix.gpu_factory("IVF4000(IVF126,Flat),SQ8") == "IVF4000,SQ8" and ix.gpu_factory("Flat") == "Flat"
 
 
 def test_unstructured_data_falls_back_to_exact(monkeypatch):
@@ -573,7 +565,7 @@ def test_ivf_quantizer_benchmark_quick(tmp_path):
     assert [(r["nlist"], r["quantizer"], r["setting"]) for r in doc["rows"]] == [
         (n, q, s) for n, c in ((800, 57), (1600, 80)) for q, s in
         (("hnsw", "efSearch 64"), ("hnsw", "efSearch 128"), (f"ivf{c}", "nprobe 8"), (f"ivf{c}", "nprobe 16"))]
-    assert doc["auto_picks_graph"] is False and doc["coarse_ivf_min_lists"] == ix.COARSE_IVF_MIN_LISTS
+    assert doc["auto_picks_graph"] is False and doc["auto_picks_two_level"] is False
     for r in doc["rows"]:
         assert r["flat_us_per_vector"] > 0 and r["quantizer_us_per_vector"] > 0 and 0.8 <= r["agreement"] <= 1
     assert "| 1600 |" in bench.doc_tables(doc)["main"]
