@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_table, write_results  # noqa: E402
-from sampling_speed import mixture  # noqa: E402
+from sampling_speed import POOL_BLOCK, pool_block  # noqa: E402
 
 from curator_widgets.index import (COARSE_PROBE_SHARE, HNSW_M, QUANTIZER_EF,  # noqa: E402
                                    auto_nlist, choose_factory, coarse_default_nprobe, coarse_lists)
@@ -39,19 +39,16 @@ SPEEDUP = 1.2  # "pays": the graph assigns at least this much faster than the sc
 AGREEMENT = 0.99  # ... and sends at least this share of vectors to the scan's list
 
 
-BLOCK = 1 << 18  # benchmarks/scale.py writes its pool in blocks of this many rows, each its own mixture
-
-
 def pool_rows(n: int, count: int, d: int, seed: int) -> np.ndarray:
     """`count` distinct rows drawn uniformly from the pool scale.write_npy(n, d, seed=0) writes, in random order."""
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, count, replace=False))
     out = np.empty((count, d), np.float32)
-    blocks = idx // BLOCK
+    blocks = idx // POOL_BLOCK
     for b in np.unique(blocks):
-        lo = int(b) * BLOCK
+        lo = int(b) * POOL_BLOCK
         sel = blocks == b
-        out[sel] = mixture(min(n, lo + BLOCK) - lo, d, seed=lo).numpy()[idx[sel] - lo]
+        out[sel] = pool_block(n, lo, d)[idx[sel] - lo]
     return out[rng.permutation(count)]
 
 

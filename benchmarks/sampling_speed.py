@@ -97,6 +97,15 @@ def mixture(n: int, d: int, seed: int = 0, device=None, dtype=None, latent: int 
     return X.to(dtype or torch.float32)
 
 
+POOL_BLOCK = 1 << 18  # the scale benchmarks' synthetic pools are written in blocks of this many rows
+
+
+def pool_block(n: int, lo: int, d: int, seed: int = 0) -> np.ndarray:
+    """Rows lo .. lo + POOL_BLOCK (or to n) of the scale benchmarks' synthetic pool: each block is its own
+    mixture (its own centres and projection, seeded by seed + lo), so the pool holds n / POOL_BLOCK mixtures."""
+    return mixture(min(n, lo + POOL_BLOCK) - lo, d, seed=seed + lo).numpy()
+
+
 def read_bandwidth(device: str = "cpu", gib: float = 0.5, repeats: int = 7) -> float:
     """Best read bandwidth (bytes/s) of a full-array reduction, the loop FPS's bound is made of."""
     import torch

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_table, write_results  # noqa: E402
-from sampling_speed import mixture  # noqa: E402
+from sampling_speed import POOL_BLOCK, pool_block  # noqa: E402
 from search import modis_mosaic, mosaic_patches  # noqa: E402
 
 from curator_widgets import acquisition  # noqa: E402
@@ -53,9 +53,9 @@ def timed(fn):
 def write_npy(path: Path, n: int, d: int, seed: int) -> np.memmap:
     """Float16 mixture embeddings written block by block, reopened as the memmap workers read."""
     arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, d))
-    for lo in range(0, n, 1 << 18):
-        hi = min(n, lo + (1 << 18))
-        arr[lo:hi] = mixture(hi - lo, d, seed=seed + lo).numpy()  # same mixture centres: seed only moves noise
+    for lo in range(0, n, POOL_BLOCK):
+        block = pool_block(n, lo, d, seed)  # a mixture of its own per block
+        arr[lo:lo + len(block)] = block
     arr.flush()
     del arr
     return np.load(path, mmap_mode="r")
@@ -182,6 +182,15 @@ def al_part(sh: ShardedEmbeddings, X, al_n: int, seed: int) -> dict:
                 al_round_single_s=round(t_fit + t1, 2), al_same_picks=bool(np.array_equal(cpk, spk)))
 
 
+def fps_part(sh: ShardedEmbeddings, k: int, single_picks: np.ndarray, single_s: float, progress: bool) -> dict:
+    """Exact FPS over the held shards (k picks, per-step latency) against the single-process picks."""
+    steps: list[float] = []
+    (cp, _), t = timed(lambda: cluster_farthest_point_sample(sh, k, start=0, step_times=steps, progress=progress))
+    return dict(fps_k=k, fps_cluster_s=round(t, 2), fps_single_s=round(single_s, 2),
+                fps_step_p50_ms=round(1e3 * float(np.median(steps)), 1),
+                fps_same_picks=bool(np.array_equal(cp, single_picks)))
+
+
 def per_chip(row: dict, keys: tuple[str, ...]) -> None:
     """Add `<key>_us_per_chip` (microseconds per chip) beside each `<key>_s` of a row."""
     for key in keys:
@@ -218,10 +227,7 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
     with ShardedEmbeddings(X, client=client, shard_rows=shard_rows) as sh:
         (_, t_load) = timed(lambda: client.gather(sh.futures))
         row["load_s"] = round(t_load, 2)
-        steps: list[float] = []
-        (cp, _), t = timed(lambda: cluster_farthest_point_sample(sh, k, start=0, step_times=steps))
-        row.update(fps_k=k, fps_cluster_s=round(t, 2), fps_single_s=round(t1, 2),
-                   fps_step_p50_ms=round(1e3 * float(np.median(steps)), 1), fps_same_picks=bool(np.array_equal(cp, sp)))
+        row.update(fps_part(sh, k, sp, t1, progress=True))
 
         # the paper's stratified FPS reads only its candidate rows (m = max(10000, 10k)), so one process does
         # it at any N; it has no cluster twin
@@ -246,10 +252,7 @@ def modis_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed
     (sp, _), t1 = timed(lambda: farthest_point_sample(X, k, start=0, progress=False))
     with ShardedEmbeddings(X, client=client, shard_rows=shard_rows) as sh:
         client.gather(sh.futures)
-        steps: list[float] = []
-        (cp, _), t = timed(lambda: cluster_farthest_point_sample(sh, k, start=0, step_times=steps, progress=False))
-        row.update(fps_k=k, fps_cluster_s=round(t, 2), fps_single_s=round(t1, 2),
-                   fps_step_p50_ms=round(1e3 * float(np.median(steps)), 1), fps_same_picks=bool(np.array_equal(cp, sp)))
+        row.update(fps_part(sh, k, sp, t1, progress=False))
         row.update(index_part(sh, X, queries, seed, None))
         row.update(al_part(sh, X, al_n, seed))
     per_chip(row, ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s"))
