@@ -4,8 +4,9 @@
 
 Embedding levers (SSL resolution at equal compute, rotation/flip-averaged embeddings) are scored by
 kNN top-1 and retrieval P@10 among dev classes and by the protocol on dev classes with the
-baseline loop; loop levers (label propagation over the kNN graph, blends, acquisition, self-training, the
-curated-set threshold, the space the kNN graph is built in) on the embedding that won. Each row's gain is against its lever's first
+baseline loop; loop levers (label propagation over the kNN graph, blends, the space the kNN graph is built in, batch
+size and seed set, acquisition, self-training, the curated-set threshold) on the embedding that won,
+one after another, each on top of the previous winners. Each row's gain is against its lever's first
 row. The winner of each lever (highest recall + F1 at 7.8% effort, dev classes) is recorded;
 tests/test_protocol.py checks that `protocol.DEFAULT_SSL` / `DEFAULT_LOOP` are those winners.
 The test classes are never scored here. Writes benchmarks/results/active_protocol_levers.json.
@@ -75,6 +76,19 @@ LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("graph space", "PCA-whitened, shrinkage 0.01", {"whiten": 0.01}),
     ("graph space", "PCA-whitened, shrinkage 0.1", {"whiten": 0.1}),
     ("graph space", "PCA-whitened, shrinkage 1", {"whiten": 1.0}),
+    # the session's shape, then the levers that act on its rounds: smaller batches mean more rounds, each
+    # a head fitted on every label so far. The grid halves down to 8, a floor set by cost, not by a score: a
+    # round refits the head and re-propagates over the whole pool, and at 8 (~25 rounds to 10% effort, the
+    # batch growing with the pool above 2,100 chips) the 30k-image protocol's sessions still fit its budget
+    ("batch size", "batches of 64 (published)", {}),
+    ("batch size", "batches of 32", {"batch": 32}),
+    ("batch size", "batches of 16", {"batch": 16}),
+    ("batch size", "batches of 8", {"batch": 8}),
+    # the seed set is the first batch, picked by one image's neighbours instead of by the head
+    ("seed set", "64 neighbours + 32 random (published)", {}),
+    ("seed set", "32 neighbours + 16 random", {"k": 32, "r": 16}),
+    ("seed set", "16 neighbours + 8 random", {"k": 16, "r": 8}),
+    ("seed set", "8 neighbours + 4 random", {"k": 8, "r": 4}),
     ("acquisition", "entropy", {}),
     ("acquisition", "entropy + k-means diversity", {"strategy": "entropy+kmeans"}),
     ("acquisition", "entropy + proximity diversity", {"strategy": "entropy+proximity"}),

@@ -158,17 +158,17 @@ class GraphHead:
     `ActiveLoop(ws, run, head="propagation", head_options={"head_weight": 0.5})`; head_weight=1 is
     the logistic head alone, 0 propagation alone. The defaults (an equal blend, the 10-nearest-neighbour
     graph found in the PCA-whitened embedding (shrinkage 0.1; `whiten=0` keeps the embedding as is), alpha
-    0.99, no background prior) are the protocol's lever winners (benchmarks/protocol_levers.py,
-    UC Merced's dev classes). `pseudo` > 0 self-trains: the logistic part is fitted again with, per class,
-    the `pseudo` unlabelled chips the blend claims most confidently added as labels (propagation keeps the
-    true labels only).
+    0.99, no background prior, 16 pseudo-labels per class) are the protocol's lever winners
+    (benchmarks/protocol_levers.py, UC Merced's dev classes). `pseudo` > 0 self-trains: the logistic part is
+    fitted again with, per class, the `pseudo` unlabelled chips the blend claims most confidently added as
+    labels (propagation keeps the true labels only); `pseudo=0` turns it off.
     """
 
     kind = "propagation"
 
     def __init__(self, n_classes: int = 2, seed: int = 0, device: str | None = "auto", head_weight: float = 0.5,
                  k: int = 10, alpha: float = 0.99, background: float = 0.0, graph: LabelPropagation | None = None,
-                 pseudo: int = 0, whiten: float = WHITEN_SHRINK):
+                 pseudo: int = 16, whiten: float = WHITEN_SHRINK):
         if not 0 <= float(head_weight) <= 1:
             raise CuratorError(f"head_weight={head_weight} is not in [0, 1]", "use 0 (graph only) .. 1 (head only)")
         if int(pseudo) < 0:

@@ -83,14 +83,25 @@ class LoopRecipe:
     points: tuple[float, ...] = POINTS
 
     def scaled(self, n: int) -> "LoopRecipe":
-        """The published sizes for a pool of 2,100 chips; proportionally smaller below, so the seed set
-        stays ~4.6% of the pool and the first effort point is reachable. Above, the seed set keeps its
-        size (it is one image's neighbours) and the batch grows with the pool (64 x n / 2,100, ~3% of
-        it): rounds, not chips, cost time, so a session has about as many rounds as on UC Merced
-        (6 at 33,600 chips, 5 at 2,100)."""
+        """The sizes for a pool of n chips, given for UC Merced's 2,100: proportionally smaller below, so
+        the seed set keeps its share of the pool. Above, the seed set keeps its size (it is one image's
+        neighbours) and the batch grows with the pool (batch x n / 2,100): rounds, not chips, cost
+        time, so a session has about as many rounds at any size (`rounds`)."""
         s = min(1.0, n / PUBLISHED_POOL)
         return replace(self, k=max(1, math.floor(self.k * s)), r=max(1, math.floor(self.r * s)),
                        batch=max(1, math.floor(self.batch * n / PUBLISHED_POOL)))
+
+    def rounds(self, n: int) -> int:
+        """How many rounds (head fits) one session over n chips runs: the seed set, then batches, each
+        cut short at an effort point, to the last point; what a session costs is ~rounds x n."""
+        rec = self.scaled(n)
+        labelled = min(n, 1 + rec.k + rec.r)
+        count = 1
+        for target in sorted({int(math.floor(p / 100 * n + 1e-9)) for p in rec.points}):
+            while labelled < target:
+                labelled = min(target, labelled + rec.batch)
+                count += 1
+        return count
 
 
 # The SSL budget's ceiling, set by cost, never by a score: the 30k-image protocol must fit 60 min of this 2-core
@@ -103,20 +114,24 @@ SSL_VIEWS_CAP = 168_000
 # The defaults: the lever winners on UC Merced's dev classes (benchmarks/protocol_levers.py; the
 # dataclass defaults above are the baseline each lever is compared with).
 DEFAULT_SSL = SSLRecipe(tta=True, scales=(128, 256), views=SSL_VIEWS_CAP)
-DEFAULT_LOOP = LoopRecipe(head_weight=0.5, graph_k=10, whiten=0.1, strategy="entropy+proximity")
+DEFAULT_LOOP = LoopRecipe(k=8, r=4, batch=8, head_weight=0.5, graph_k=10, whiten=0.1, strategy="entropy+kmeans",
+                          pseudo=16)
 
 
 STARTERS = 5  # starter images per class, the published protocol's count
-# Each round of a session scores, propagates over and selects from the whole pool, so a session costs ~n: 11 s
-# of CPU at 33,600 chips x 512 dims on this 2-core box (benchmarks/active_protocol_30k.py --synthetic-sessions). Sessions x chips is held to
-# this budget (~10 min of sessions at 30k, the rest of the 60-min budget is SSL + embedding); UC Merced's
-# 21 x 5 sessions x 2,100 chips (0.22 M) is far below it and keeps all 5 starters.
-SESSION_CHIPS = 1_500_000
+# Each round of a session fits the head and scores, propagates over and selects from the whole pool, so a session
+# costs ~rounds x n: 1.2 s of CPU per round at 33,600 chips x 512 dims on this 2-core box (252 rounds took 308 CPU s
+# in benchmarks/results/active_protocol_30k.json at commit 30bda94), ~36 us per chip and round. Sessions x rounds
+# x chips is held to this budget, ~10 min of CPU (the rest of the 60-min budget is SSL + embedding); UC Merced's
+# 21 classes x 5 sessions x ~28 rounds x 2,100 chips (6.2 M) is below it and keeps all 5 starters.
+SESSION_ROUND_CHIPS = 16_000_000
 
 
-def starters_per_class(n: int, classes: int) -> int:
-    """STARTERS, fewer (at least 1) when classes x starters sessions over n chips would exceed SESSION_CHIPS."""
-    return int(min(STARTERS, max(1, SESSION_CHIPS // max(int(n) * int(classes), 1))))
+def starters_per_class(n: int, classes: int, recipe: LoopRecipe | None = None) -> int:
+    """STARTERS, fewer (at least 1) when classes x starters sessions of `recipe` (default: the protocol's)
+    over n chips would exceed SESSION_ROUND_CHIPS."""
+    per_starter = int(n) * int(classes) * (recipe or DEFAULT_LOOP).rounds(int(n))
+    return int(min(STARTERS, max(1, SESSION_ROUND_CHIPS // max(per_starter, 1))))
 
 
 # ----------------------------------------------------------------------------- classes and splits
@@ -427,7 +442,7 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
     ws = folder_workspace(folder, workdir, progress=progress)
     labels = ws.manifest["label"].astype(str).to_numpy()
     classes = sorted(set(labels) - {"None", "nan"})
-    starters = starters or (1 if quick else starters_per_class(len(ws), len(classes)))
+    starters = starters or (1 if quick else starters_per_class(len(ws), len(classes), loop))
     split = split_classes(classes)
     if log:
         log(f"{Path(folder).name}: {len(ws)} chips, {len(classes)} classes "

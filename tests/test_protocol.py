@@ -155,11 +155,30 @@ def test_batch_grows_with_the_pool_above_ucmerced_and_is_unchanged_at_and_below_
 
 
 def test_starters_per_class_keep_the_sessions_within_their_budget():
-    from curator_widgets.protocol import SESSION_CHIPS, STARTERS, starters_per_class
+    from curator_widgets.protocol import SESSION_ROUND_CHIPS, STARTERS, starters_per_class
 
-    assert starters_per_class(2100, 21) == STARTERS == 5  # UC Merced keeps the published 5
-    assert starters_per_class(33_600, 21) == 2 and 2 * 21 * 33_600 <= SESSION_CHIPS
+    recipe = LoopRecipe(k=8, r=4, batch=8)
+    assert starters_per_class(2100, 21, recipe) == STARTERS == 5  # UC Merced keeps the published 5
+    big = starters_per_class(33_600, 21, recipe)
+    assert big == 1 and 21 * 33_600 * recipe.rounds(33_600) > SESSION_ROUND_CHIPS / 2
+    assert starters_per_class(33_600, 21, LoopRecipe()) == 3  # 64-chip batches: a quarter of the rounds
+    assert 3 * 21 * 33_600 * LoopRecipe().rounds(33_600) <= SESSION_ROUND_CHIPS
     assert starters_per_class(1_000_000, 45) == 1  # never fewer than one
+
+
+def test_rounds_counts_the_head_fits_of_a_session():
+    """rounds() is what session() runs: one fit on the seed set, then one per batch, cut at each point."""
+    n = 2100
+    for recipe in (LoopRecipe(), LoopRecipe(k=8, r=4, batch=8)):
+        truth = np.zeros(n, dtype=bool)
+        truth[:100] = True
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(n, 16)).astype(np.float32)
+        X[:100] += 2.0
+        hist = session(X, truth, 0, recipe.scaled(n), seed=0)
+        assert len(hist) == recipe.rounds(n)
+    small = LoopRecipe(k=8, r=4, batch=8)  # the batch grows with the pool, so the rounds barely change
+    assert abs(small.rounds(33_600) - small.rounds(2100)) <= 2 and abs(small.rounds(600) - small.rounds(2100)) <= 2
 
 
 def test_effort_to_recall_interpolates_between_rounds():
