@@ -33,7 +33,8 @@ from curator_widgets import acquisition  # noqa: E402
 from curator_widgets.cluster import LoopbackCluster, connect  # noqa: E402
 from curator_widgets.cluster_active import cluster_score_and_pick  # noqa: E402
 from curator_widgets.cluster_index import shard_adder, shard_writer  # noqa: E402
-from curator_widgets.cluster_sampling import cluster_farthest_point_sample  # noqa: E402
+from curator_widgets.cluster_sampling import (cluster_farthest_point_sample,  # noqa: E402
+                                              cluster_stratified_farthest_point_sample)
 from curator_widgets.heads import make_head  # noqa: E402
 from curator_widgets.index import CHUNK, make_index, prepare  # noqa: E402
 from curator_widgets.sampling import farthest_point_sample, stratified_farthest_point_sample  # noqa: E402
@@ -229,17 +230,23 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
         row["load_s"] = round(t_load, 2)
         row.update(fps_part(sh, k, sp, t1, progress=True))
 
-        # the paper's stratified FPS reads only its candidate rows (m = max(10000, 10k)), so one process does
-        # it at any N; it has no cluster twin
+        # the paper's stratified FPS reads only its candidate rows (m = max(10000, 10k)): one process, and its
+        # cluster twin, where each worker keeps its share of the candidates (two tasks per worker and pick)
         (strat, _), t = timed(lambda: stratified_farthest_point_sample(X, strat_k, start=0, progress=False))
+        steps: list[float] = []
+        (cstrat, _), tc = timed(lambda: cluster_stratified_farthest_point_sample(sh, strat_k, start=0,
+                                                                               step_times=steps, progress=False))
         row.update(stratified_fps_k=strat_k, stratified_fps_single_s=round(t, 2),
+                   stratified_fps_cluster_s=round(tc, 2),
+                   stratified_fps_step_p50_ms=round(1e3 * float(np.median(steps)), 2),
+                   stratified_fps_same_picks=bool(np.array_equal(cstrat, strat)),
                    stratified_fps_unique=bool(len(np.unique(strat)) == strat_k))
         row.update(al_part(sh, X, al_n, seed))
         row["worker_peak_rss_memory_mib"] = phase_peak_rss(client)
         row["worker_peak_rss_mib"] = worker_peak_rss(client)
     row["rows_per_worker"] = n // max(len(row["worker_peak_rss_mib"]), 1)
     per_chip(row, ("fps_cluster_s", "index_cluster_s", "al_round_cluster_s", "index_ondisk_cluster_s",
-                   "stratified_fps_single_s", "disk_fps_cluster_s"))
+                   "stratified_fps_single_s", "stratified_fps_cluster_s", "disk_fps_cluster_s"))
     row["fps_step_ns_per_chip"] = round(1e6 * row["fps_step_p50_ms"] / n, 3)
     return row
 
@@ -319,7 +326,7 @@ def main(argv=None) -> dict:
     ratio = {k: round(last[k] / first[k], 2) if first[k] else None
              for k in ("fps_cluster_us_per_chip", "index_cluster_us_per_chip", "al_round_cluster_us_per_chip",
                        "fps_step_ns_per_chip", "index_ondisk_cluster_us_per_chip", "stratified_fps_single_us_per_chip",
-                       "disk_fps_cluster_us_per_chip")}
+                       "stratified_fps_cluster_us_per_chip", "disk_fps_cluster_us_per_chip")}
     peak = {f"{phase}_peak_rss_mib": round(max(last[f"worker_peak_rss_{phase}_mib"].values())
                                            / max(first[f"worker_peak_rss_{phase}_mib"].values()), 2)
             for phase in ("disk", "index", "memory")}

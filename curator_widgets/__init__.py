@@ -62,7 +62,8 @@ _LAZY.update({"save_embeddings": ".embed", "LabelPropagation": ".propagation", "
               "SSLRecipe": ".protocol", "LoopRecipe": ".protocol", "Whitening": ".whitening", "whiten_run": ".whitening"})
 # The Dask cluster engine (issue 17): dask/distributed/zarr are imported only when a cluster is used.
 _LAZY.update({"get_client": ".cluster", "LoopbackCluster": ".cluster", "ShardedEmbeddings": ".shards",
-              "cluster_farthest_point_sample": ".cluster_sampling", "cluster_score_and_pick": ".cluster_active",
+              "cluster_farthest_point_sample": ".cluster_sampling",
+              "cluster_stratified_farthest_point_sample": ".cluster_sampling", "cluster_score_and_pick": ".cluster_active",
               "cluster_predict_proba": ".cluster_active", "cluster_embed": ".cluster_embed",
               "parts_dataset": ".cluster_ingest"})
 __all__ += list(_LAZY)

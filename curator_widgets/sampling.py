@@ -436,6 +436,20 @@ def _fps(X: Any, k: int, seeds: list[int], metric: str, sdtype: "torch.dtype", d
     return picks_np, _to_distance(radii_np, metric)
 
 
+def min_sq_to_rows(V: "torch.Tensor", v2: "torch.Tensor", S: "torch.Tensor", chunk_size: int = DEFAULT_CHUNK
+                   ) -> "torch.Tensor":
+    """Each row of V's squared distance to its nearest row of S (v2 = |V|^2), S taken `chunk_size` rows at a
+    time: the candidates' distances to every pick so far when stratified FPS redraws them."""
+    import torch
+
+    best = torch.full((len(V),), math.inf, device=V.device)
+    for s in range(0, len(S), chunk_size):
+        part = S[s:s + chunk_size]
+        d2 = v2[:, None] - 2 * V @ part.T + part.pow(2).sum(1)[None, :]
+        best = torch.minimum(best, d2.min(1).values)
+    return best
+
+
 def _fill_exhausted(picks: np.ndarray, radii_sq: np.ndarray, n: int) -> np.ndarray:
     """Once every point is covered (radius 0: duplicates in the data) argmax can repeat a pick; replace
     each repeat by the next not-yet-picked row in index order: all of them are equally far (0)."""
@@ -483,6 +497,27 @@ def covering_radius(X: Any, ids: Sequence[int] | np.ndarray, metric: str = "l2",
 
 
 # ----------------------------------------------------------------------------- stratified FPS
+def mean_sample_rows(n: int, seed: int) -> np.ndarray:
+    """The sorted rows stratified FPS centres its vectors by (l2): 20,000 of them, fixed by the seed."""
+    return np.sort(np.random.default_rng([seed, 1]).choice(n, size=min(n, 20_000), replace=False))
+
+
+def stratified_defaults(n: int, k: int, subset_size: int | None, resample_every: int | None) -> tuple[int, int]:
+    """(candidate subset size m, picks between redraws r), checked: m = max(10000, 10k), r = k/10 unless given."""
+    m = min(n, max(10_000, 10 * k)) if subset_size is None else int(subset_size)
+    r = max(1, k // 10) if resample_every is None else int(resample_every)
+    if m < 1 or r < 1:
+        raise CuratorError(f"subset_size={subset_size} and resample_every={resample_every} must be positive",
+                           "leave them unset for the defaults (m = max(10000, 10k), redraw every k/10 picks)")
+    return m, r
+
+
+def draw_candidates(selected: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """A stratified FPS redraw: m unselected rows at random (all of them when fewer are left), sorted."""
+    pool = np.flatnonzero(~selected)
+    return pool if len(pool) <= m else np.sort(rng.choice(pool, size=m, replace=False))
+
+
 def stratified_farthest_point_sample(X: Any, k: int, subset_size: int | None = None,
                                      resample_every: int | None = None, start: int = 0, metric: str = "l2", *,
                                      seed: int = 0, device: Any = None, chunk_size: int = 8192,
@@ -502,17 +537,12 @@ def stratified_farthest_point_sample(X: Any, k: int, subset_size: int | None = N
     n, d = _shape(X)
     k = _check_k(k, n)
     start = _seed_list(start, n, 1)[0]
-    m = min(n, max(10_000, 10 * k)) if subset_size is None else int(subset_size)
-    r = max(1, k // 10) if resample_every is None else int(resample_every)
-    if m < 1 or r < 1:
-        raise CuratorError(f"subset_size={subset_size} and resample_every={resample_every} must be positive",
-                           "leave them unset for the defaults (m = max(10000, 10k), redraw every k/10 picks)")
+    m, r = stratified_defaults(n, k, subset_size, resample_every)
     dev = _resolve_device(device)
     rng = np.random.default_rng(seed)
     mean = None
     if metric == "l2":  # centring only limits rounding: a mean from a row sample is enough, and reads little
-        rows = np.sort(np.random.default_rng([seed, 1]).choice(n, size=min(n, 20_000), replace=False))
-        mean = _rows(X, 0, 0, idx=rows).double().mean(0).float().cpu()
+        mean = _rows(X, 0, 0, idx=mean_sample_rows(n, seed)).double().mean(0).float().cpu()
     selected = np.zeros(n, dtype=bool)
     picks = np.empty(k, dtype=np.int64)
     radii = np.empty(k, dtype=np.float64)
@@ -525,22 +555,13 @@ def stratified_farthest_point_sample(X: Any, k: int, subset_size: int | None = N
         out[torch.as_tensor(order, device=dev)] = rows
         return out
 
-    def min_sq_to_selected(V: "torch.Tensor", v2: "torch.Tensor", count: int) -> "torch.Tensor":
-        best = torch.full((len(V),), math.inf, device=dev)
-        for s in range(0, count, chunk_size):
-            S = sel_vecs[s:min(count, s + chunk_size)]
-            d2 = v2[:, None] - 2 * V @ S.T + S.pow(2).sum(1)[None, :]
-            best = torch.minimum(best, d2.min(1).values)
-        return best
-
     def draw(step: int):
-        pool = np.flatnonzero(~selected)
-        cand = pool if len(pool) <= m else np.sort(rng.choice(pool, size=m, replace=False))
+        cand = draw_candidates(selected, m, rng)
         V = vectors(cand)
         v2 = V.pow(2).sum(1)
         if trace is not None:
             trace.append({"step": step, "candidates": cand.copy()})
-        return cand, V, v2, min_sq_to_selected(V, v2, step), len(cand)
+        return cand, V, v2, min_sq_to_rows(V, v2, sel_vecs[:step], chunk_size), len(cand)
 
     cur, cur_vec = start, vectors(np.array([start]))[0]
     cand: np.ndarray = np.empty(0, dtype=np.int64)

@@ -17,12 +17,12 @@ import pytest
 from curator_widgets import acquisition
 from curator_widgets.cluster import SCHEDULER_ENV, LoopbackCluster, connect, get_client
 from curator_widgets.cluster_active import cluster_predict_proba, cluster_score_and_pick
-from curator_widgets.cluster_sampling import cluster_farthest_point_sample
+from curator_widgets.cluster_sampling import cluster_farthest_point_sample, cluster_stratified_farthest_point_sample
 from curator_widgets.embed import load_embeddings
 from curator_widgets.errors import CuratorError
 from curator_widgets.heads import make_head
 from curator_widgets.index import build_index, make_index
-from curator_widgets.sampling import farthest_point_sample
+from curator_widgets.sampling import farthest_point_sample, stratified_farthest_point_sample
 from curator_widgets.shards import ShardedEmbeddings
 
 distributed = pytest.importorskip("distributed")
@@ -91,6 +91,35 @@ def test_without_a_cluster_nothing_imports_dask_and_bad_addresses_fail_clearly(m
     monkeypatch.setenv(SCHEDULER_ENV, f"tcp://127.0.0.1:{port}")
     with pytest.raises(CuratorError, match="cannot reach the Dask scheduler"):
         get_client()
+
+
+def test_stratified_fps_on_a_local_cluster_equals_one_process(local_client, tmp_path, monkeypatch):
+    """The client draws the candidate subsets as one process does; shards keep their share of them."""
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(3000, 12)) + 4 * rng.normal(size=(8, 12))[np.arange(3000) % 8]).astype(np.float16)
+    np.save(tmp_path / "e.npy", X)
+    emb = np.load(tmp_path / "e.npy", mmap_mode="r")
+    bars = record_bars(monkeypatch)
+    for kw in ({"subset_size": 400, "resample_every": 9}, {"subset_size": 5, "resample_every": 1000}, {}):
+        want_trace: list = []
+        want, want_r = stratified_farthest_point_sample(emb, 60, start=17, seed=4, trace=want_trace, **kw)
+        for hold in ("memory", "disk"):
+            trace: list = []
+            steps: list = []
+            got, got_r = cluster_stratified_farthest_point_sample(emb, 60, start=17, seed=4, client=local_client,
+                                                                  shard_rows=700, hold=hold, trace=trace,
+                                                                  step_times=steps, **kw)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_allclose(got_r, want_r, rtol=1e-5)
+            assert [t["step"] for t in trace] == [t["step"] for t in want_trace] and len(steps) == 60
+            assert all(np.array_equal(a["candidates"], b["candidates"]) for a, b in zip(trace, want_trace))
+    # cosine, and every row a candidate: exact FPS
+    got = cluster_stratified_farthest_point_sample(emb, 30, subset_size=3000, metric="cosine", client=local_client,
+                                                   shard_rows=1000, progress=False)[0]
+    np.testing.assert_array_equal(got, stratified_farthest_point_sample(emb, 30, subset_size=3000, metric="cosine")[0])
+    assert bars["stratified farthest-point sampling (cluster)"][0] == (60, 60, False)
+    with pytest.raises(CuratorError, match="must be positive"):
+        cluster_stratified_farthest_point_sample(emb, 3, subset_size=0, client=local_client)
 
 
 def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_client, embedded_ws, monkeypatch):
@@ -259,6 +288,9 @@ def test_cli_cluster_found_by_env_and_a_killed_worker_changes_nothing(cli_cluste
     np.testing.assert_array_equal(load_sample(ws, "fps-12-r"), sample(X, 12, "fps", seed=3))
     assert main(argv + ["--hold", "disk", "--name", "fps-disk"]) == 0  # rows read from the file in every step
     np.testing.assert_array_equal(load_sample(ws, "fps-disk"), sample(X, 12, "fps", seed=3))
+    assert main(argv + ["--method", "stratified", "--subset-size", "300"]) == 0  # the paper's FPS, there too
+    np.testing.assert_array_equal(load_sample(ws, "stratified-12-r"),
+                                  sample(X, 12, "stratified", seed=3, subset_size=300))
 
 
 def test_projection_places_the_rest_on_workers_where_one_process_does(local_client, embedded_ws, monkeypatch):
@@ -464,6 +496,7 @@ def test_scale_benchmark_quick(tmp_path):
     doc = bench.main(["--quick", "--out", str(tmp_path / "scale.json")])
     for r in doc["rows"]:
         assert r["fps_same_picks"] and r["disk_fps_same_picks"] and r["al_same_picks"] and r["disk_al_same_picks"]
+        assert r["stratified_fps_same_picks"] and r["stratified_fps_unique"] and r["stratified_fps_cluster_s"] > 0
         assert r["index_same_results"] and r["index_ondisk_same_results"] and r["recall_at_10"] >= 0.95
         assert len(r["worker_peak_rss_disk_mib"]) == 2 and min(r["worker_peak_rss_memory_mib"].values()) > 0
     assert [r["data"] for r in doc["modis_rows"]] == ["modis-patches"] * 2

@@ -380,3 +380,20 @@ def test_activeloop_runs_the_propagation_head_by_name(embedded_ws):
     assert hist["true_recall"].iloc[-1] > 0.9
     P = loop.scores().astype(np.float32)
     assert P.shape == (400, 2) and np.allclose(P.sum(1), 1, atol=1e-2)
+
+
+def test_the_protocols_recipe_runs_as_an_activeloop(embedded_ws):
+    """docs/active_learning.md's recipe: DEFAULT_LOOP's sizes, acquisition and head in a loop of your own."""
+    from curator_widgets.active import ActiveLoop, Oracle
+
+    ws, X = embedded_ws(n=1050, d=8, clusters=4)
+    truth = ws.manifest["label"].to_numpy() == "c1"
+    rec = DEFAULT_LOOP.scaled(len(ws))
+    assert (rec.k, rec.r, rec.batch) == (4, 2, 4)  # half of UC Merced's pool: half the sizes
+    loop = ActiveLoop(ws, "r", name="recipe", head="propagation", strategy=rec.strategy, batch_size=rec.batch,
+                      budget=0.05, stability=0.0)
+    seeds = loop.seed(int(np.flatnonzero(truth)[0]), k=rec.k, r=rec.r)
+    assert len(seeds.ids) == 1 + rec.k + rec.r
+    hist = loop.run(Oracle(ws, positive="c1"))
+    assert hist["true_recall"].iloc[-1] > 0.9 and hist["labelled"].iloc[-1] <= 0.05 * len(ws) + rec.batch
+    assert loop.head().pseudo == DEFAULT_LOOP.pseudo and len(hist) > 5  # many small rounds, not a few big ones

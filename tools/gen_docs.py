@@ -482,9 +482,11 @@ def scale_tables(text: str) -> str:
                     f"{r['al_round_single_s']} | {r['al_same_picks']} | {rss} |")
     strat = [r for r in res["rows"] if "stratified_fps_single_s" in r]
     if strat:
-        rows += ["", "| N | stratified FPS picks | one process (s) | all picks distinct |", "|---" * 4 + "|"]
+        rows += ["", "| N | stratified FPS picks | one process (s) | cluster (s) | cluster step p50 (ms) | "
+                     "same picks | all picks distinct |", "|---" * 7 + "|"]
         rows += [f"| {r['N']:,} | {r['stratified_fps_k']:,} | {r['stratified_fps_single_s']} | "
-                 f"{r['stratified_fps_unique']} |" for r in strat]
+                 f"{r.get('stratified_fps_cluster_s', '-')} | {r.get('stratified_fps_step_p50_ms', '-')} | "
+                 f"{r.get('stratified_fps_same_picks', '-')} | {r['stratified_fps_unique']} |" for r in strat]
     disk = [r for r in res["rows"] if "index_ondisk_cluster_s" in r]
     if disk:
         rows += ["", "| N | on-disk index, cluster build (s) | .ivfdata (GB) | query p50 on disk (ms) | "

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser, default_folder: str | None) -> Non
     p.add_argument("--workdir", help="keep the workspace (chips, model, embeddings) here and reuse it next time "
                                      "(default: a temporary folder, deleted at the end)")
     p.add_argument("--starters", type=int, help="starter images per class (default 5, fewer on pools so large "
-                                                "that the sessions would exceed protocol.SESSION_CHIPS; --quick 1)")
+                                                "that the sessions would exceed protocol.SESSION_ROUND_CHIPS; --quick 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the starters, seed sets and SSL (default 0)")
     p.add_argument("--threads", type=int, default=2, help="torch/faiss threads (default 2)")
     g = p.add_argument_group("overrides of the fixed defaults (for experiments; the report records them)")

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "from the embeddings file in every step (worker memory bounded by one shard)")
     p.add_argument("--clusters", type=int, help="k-means clusters for --method clusters (default sqrt(N/2))")
     p.add_argument("--subset-size", type=int, help="candidate subset size m for --method stratified")
-    add_scheduler(p, "--method fps (the same picks, the embeddings held as shards on the workers)")
+    add_scheduler(p, "--method fps or stratified (the same picks, the embeddings held as shards on the workers)")
     p.set_defaults(func=_sample)
 
 
@@ -41,9 +41,10 @@ def _sample(args: argparse.Namespace) -> int:
     from ..workspace import Workspace
 
     ws = Workspace.open(args.workspace)
-    if args.scheduler and args.method != "fps":
-        print(f"note: --scheduler applies to --method fps; {args.method} runs in this process")
-    client = client_of(args) if args.method == "fps" else False  # connected now: a bad address fails first
+    on_cluster = args.method in ("fps", "stratified")
+    if args.scheduler and not on_cluster:
+        print(f"note: --scheduler applies to --method fps and stratified; {args.method} runs in this process")
+    client = client_of(args) if on_cluster else False  # connected now: a bad address fails first
     kw: dict = {}
     if args.method in ("fps",):
         kw.update(dtype=args.dtype, device=args.device)
@@ -78,9 +79,15 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _cluster_fps(X: Any, args: argparse.Namespace, client: Any) -> np.ndarray:
-    """What `sample(X, n, "fps", seed=)` picks (the same start, the same picks), the rows held by the workers."""
-    from ..cluster_sampling import cluster_farthest_point_sample
+    """What `sample(X, n, "fps" | "stratified", seed=)` picks (the same start, the same picks), the rows held
+    by the workers."""
+    from ..cluster_sampling import cluster_farthest_point_sample, cluster_stratified_farthest_point_sample
     from ..sampling import fps_start
 
-    return cluster_farthest_point_sample(X, args.n, start=fps_start(len(X), args.seed), metric=args.metric,
+    start = fps_start(len(X), args.seed)
+    if args.method == "stratified":
+        return cluster_stratified_farthest_point_sample(X, args.n, subset_size=args.subset_size, start=start,
+                                                        metric=args.metric, seed=args.seed, client=client,
+                                                        hold=args.hold)[0]
+    return cluster_farthest_point_sample(X, args.n, start=start, metric=args.metric,
                                          client=client, dtype=args.dtype, hold=args.hold)[0]
