@@ -120,10 +120,10 @@ DEFAULT_LOOP = LoopRecipe(k=8, r=4, batch=8, head_weight=0.5, graph_k=10, whiten
 
 STARTERS = 5  # starter images per class, the published protocol's count
 # Each round of a session fits the head and scores, propagates over and selects from the whole pool, so a session
-# costs ~rounds x n: 1.2 s of CPU per round at 33,600 chips x 512 dims on this 2-core box (252 rounds took 308 CPU s
-# in benchmarks/results/active_protocol_30k.json at commit 30bda94), ~36 us per chip and round. Sessions x rounds
-# x chips is held to this budget, ~10 min of CPU (the rest of the 60-min budget is SSL + embedding); UC Merced's
-# 21 classes x 5 sessions x ~28 rounds x 2,100 chips (6.2 M) is below it and keeps all 5 starters.
+# costs ~rounds x n: 1.1 s of CPU per round at 33,600 chips x 512 dims on this 2-core box (609 rounds took 667 CPU s
+# in benchmarks/results/active_protocol_30k.json), ~33 us per chip and round. Sessions x rounds x chips is held to
+# this budget, ~9 min of CPU (the rest of the 60-min budget is SSL + embedding); UC Merced's 21 classes x 5
+# sessions x ~27 rounds x 2,100 chips (6 M) is below it and keeps all 5 starters.
 SESSION_ROUND_CHIPS = 16_000_000
 
 
