@@ -78,7 +78,7 @@ LOOP_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("graph space", "PCA-whitened, shrinkage 1", {"whiten": 1.0}),
     # the session's shape, then the levers that act on its rounds: smaller batches mean more rounds, each
     # a head fitted on every label so far. The grid halves down to 8, a floor set by cost, not by a score: a
-    # round refits the head and re-propagates over the whole pool, and at 8 (~25 rounds to 10% effort, the
+    # round refits the head and re-propagates over the whole pool, and at 8 (~27 rounds to 10% effort, the
     # batch growing with the pool above 2,100 chips) the 30k-image protocol's sessions still fit its budget
     ("batch size", "batches of 64 (published)", {}),
     ("batch size", "batches of 32", {"batch": 32}),

@@ -231,7 +231,7 @@ def one_size(client, X, k: int, al_n: int, shard_rows: int, queries: int, seed: 
         row.update(fps_part(sh, k, sp, t1, progress=True))
 
         # the paper's stratified FPS reads only its candidate rows (m = max(10000, 10k)): one process, and its
-        # cluster twin, where each worker keeps its share of the candidates (two tasks per worker and pick)
+        # cluster twin, where the shards prepare each redraw's candidates and the client runs the picks
         (strat, _), t = timed(lambda: stratified_farthest_point_sample(X, strat_k, start=0, progress=False))
         steps: list[float] = []
         (cstrat, _), tc = timed(lambda: cluster_stratified_farthest_point_sample(sh, strat_k, start=0,

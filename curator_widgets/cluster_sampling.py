@@ -9,8 +9,9 @@ Shards held on disk (`ShardedEmbeddings(hold="disk")`) rebuild their store from 
 step: the same values, one shard in memory at a time, one read of the file per step.
 
 Stratified FPS (the Curator paper's: the farthest point within a random candidate subset, redrawn
-every k/10 picks) keeps each shard's share of the current candidates on its worker; the client
-draws the subsets with the single-process generator, so the picks are
+every k/10 picks) prepares each shard's share of a redraw's candidates on its worker, with their
+distances to every pick so far; the client draws the subsets with the single-process generator
+and runs the single-process pick loop on what comes back, so the picks are
 `stratified_farthest_point_sample`'s.
 """
 
@@ -184,63 +185,19 @@ def _shard_rows_at(item: tuple[Any, np.ndarray], ids: np.ndarray) -> np.ndarray:
 
 
 def _cand_draw(item: tuple[Any, np.ndarray], ids: np.ndarray, metric: str, mean: np.ndarray | None,
-               picked: np.ndarray, chunk_size: int) -> dict[str, Any] | None:
-    """This shard's share of a redraw: its candidates' prepared rows and their distances to every pick so far."""
+               picked: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """This shard's share of a redraw: (its candidate ids, their prepared rows, |rows|^2, squared distance
+    to the nearest pick so far), computed where the rows are."""
     import torch
 
     from .sampling import _prepare_chunk, _rows, min_sq_to_rows
 
-    if len(ids) == 0:
-        return None
     with torch.no_grad():
         V = _prepare_chunk(_rows(_shard_rows_at(item, ids), 0, len(ids)), metric,
                            None if mean is None else torch.from_numpy(mean))
         v2 = V.pow(2).sum(1)
-        return {"ids": np.asarray(ids, dtype=np.int64), "V": V, "v2": v2,
-                "cmin": min_sq_to_rows(V, v2, torch.from_numpy(picked), chunk_size)}
-
-
-def _done(state: Any) -> bool:
-    """A small answer that says a state exists (the state itself stays on its worker)."""
-    return state is not None
-
-
-def _cand_merge(*states: dict[str, Any] | None) -> dict[str, Any] | None:
-    """One worker's shard states as one (shard order keeps the ids sorted), so a pick costs a task per
-    worker, not per shard."""
-    import torch
-
-    live = [s for s in states if s is not None]
-    if not live:
-        return None
-    return {"ids": np.concatenate([s["ids"] for s in live]), "V": torch.cat([s["V"] for s in live]),
-            "v2": torch.cat([s["v2"] for s in live]), "cmin": torch.cat([s["cmin"] for s in live])}
-
-
-def _cand_step(state: dict[str, Any] | None, c: np.ndarray, cur: int) -> dict[str, Any] | None:
-    """Candidate min-distances after pick `cur` (prepared row `c`), the pick itself leaving the set; a new
-    state, the input untouched, so a retried task sees what the first try saw."""
-    import torch
-
-    if state is None:
-        return None
-    with torch.no_grad():
-        ct = torch.from_numpy(c)
-        cmin = torch.minimum(state["cmin"], torch.addmv(state["v2"], state["V"], ct, alpha=-2).add_(torch.dot(ct, ct)))
-        at = int(np.searchsorted(state["ids"], cur))
-        if at < len(state["ids"]) and state["ids"][at] == cur:
-            cmin[at] = -math.inf
-    return {**state, "cmin": cmin}
-
-
-def _cand_best(state: dict[str, Any] | None) -> tuple[float, int, np.ndarray] | None:
-    """(largest candidate min-distance, its global id, its prepared row); None for a shard with no candidates."""
-    import torch
-
-    if state is None:
-        return None
-    val, i = torch.max(state["cmin"], 0)
-    return float(val), int(state["ids"][int(i)]), state["V"][int(i)].numpy().copy()
+        cmin = min_sq_to_rows(V, v2, torch.from_numpy(picked), chunk_size)
+    return np.asarray(ids, dtype=np.int64), V.numpy(), v2.numpy(), cmin.numpy()
 
 
 def cluster_stratified_farthest_point_sample(X: Any, k: int, subset_size: int | None = None,
@@ -252,27 +209,30 @@ def cluster_stratified_farthest_point_sample(X: Any, k: int, subset_size: int | 
                                              ) -> tuple[np.ndarray, np.ndarray]:
     """`stratified_farthest_point_sample` with the rows on a Dask cluster: the same picks and radii.
 
-    The client draws each candidate subset exactly as one process does; each shard prepares its share
-    of the candidates on its worker, the shares are merged into one per worker and kept there, and per
-    pick each worker updates their min-distances and returns its farthest one: two tasks per worker and
-    pick, whatever the number of shards. Only candidate rows are read, and only picks travel.
+    The client draws each candidate subset exactly as one process does; each shard reads and prepares
+    its share of the candidates and measures their distances to every pick so far (a redraw's heavy
+    part, k x m x d at the last one) where its rows are, and sends them back; the picks until the next
+    redraw are the single-process loop's (`sampling.stratified_picks`), one matrix-vector product
+    each over the m candidates, with no round trip. Only candidate rows travel, once per redraw.
     """
     import torch
 
     from .progress import progress_bar
-    from .sampling import _prepare_chunk, _rows, draw_candidates, mean_sample_rows, stratified_defaults
+    from .sampling import _prepare_chunk, _rows, draw_candidates, mean_sample_rows, stratified_defaults, stratified_picks
 
     metric = _check_metric(metric)
     sh = X if isinstance(X, ShardedEmbeddings) else ShardedEmbeddings(X, client=client, shard_rows=shard_rows,
                                                                       hold=hold)
     client = sh.client
-    n, d = sh.n, sh.d
+    n = sh.n
     bounds = np.array([s.lo for s in sh.shards[1:]], dtype=np.int64)
 
-    def raw_rows(ids: np.ndarray) -> np.ndarray:
+    def by_shard(ids: np.ndarray) -> list[tuple[Any, np.ndarray]]:
         parts = np.split(np.asarray(ids, dtype=np.int64), np.searchsorted(ids, bounds))
-        futs = [client.submit(_shard_rows_at, f, p, pure=False) for f, p in zip(sh.futures, parts) if len(p)]
-        return np.concatenate(client.gather(futs))
+        return [(f, p) for f, p in zip(sh.futures, parts) if len(p)]
+
+    def raw_rows(ids: np.ndarray) -> np.ndarray:
+        return np.concatenate(client.gather([client.submit(_shard_rows_at, f, p, pure=False) for f, p in by_shard(ids)]))
 
     try:
         k = _check_k(k, n)
@@ -284,59 +244,22 @@ def cluster_stratified_farthest_point_sample(X: Any, k: int, subset_size: int | 
             sample = raw_rows(mean_sample_rows(n, seed))
             mean_t = _rows(sample, 0, len(sample)).double().mean(0).float()
             mean = mean_t.numpy()
-        selected = np.zeros(n, dtype=bool)
-        picks = np.empty(k, dtype=np.int64)
-        radii = np.empty(k, dtype=np.float64)
-        sel_vecs = np.empty((k, d), dtype=np.float32)
-        states: list[Any] = []
 
-        def draw(step: int) -> int:
-            nonlocal states
+        def draw(selected: np.ndarray, picked: "torch.Tensor"):
             cand = draw_candidates(selected, m, rng)
             if trace is not None:
-                trace.append({"step": step, "candidates": cand.copy()})
-            parts = np.split(cand, np.searchsorted(cand, bounds))
-            picked = sel_vecs[:step].copy()
-            per_shard = [client.submit(_cand_draw, f, p, metric, mean, picked, chunk_size, pure=False)
-                         for f, p in zip(sh.futures, parts)]
-            client.gather([client.submit(_done, f, pure=False) for f in per_shard])  # then: where each state is
-            where = client.who_has(per_shard)
-            groups: dict[str, list[Any]] = {}
-            for fut in per_shard:
-                groups.setdefault(sorted(where.get(fut.key) or ["?"])[0], []).append(fut)
-            states = [client.submit(_cand_merge, *group, pure=False, workers=None if addr == "?" else [addr],
-                                    allow_other_workers=True) for addr, group in groups.items()]
-            return len(cand)
+                trace.append({"step": len(picked), "candidates": cand.copy()})
+            sent = picked.cpu().numpy()
+            parts = client.gather([client.submit(_cand_draw, f, p, metric, mean, sent, chunk_size, pure=False)
+                                   for f, p in by_shard(cand)])  # shard order: the ids stay sorted
+            return (np.concatenate([p[0] for p in parts]),
+                    *(torch.from_numpy(np.concatenate([p[i] for p in parts])) for i in (1, 2, 3)))
 
         with torch.no_grad():
-            cur = start
-            cur_vec = _prepare_chunk(_rows(raw_rows(np.array([start])), 0, 1), metric, mean_t)[0].numpy()
-        alive = 0
+            start_vec = _prepare_chunk(_rows(raw_rows(np.array([start])), 0, 1), metric, mean_t)[0]
         with progress_bar(total=k, desc="stratified farthest-point sampling (cluster)", unit="pick",
                           disable=not progress, leave=False) as bar:
-            for j in range(k):
-                t0 = time.perf_counter()
-                picks[j] = cur
-                selected[cur] = True
-                sel_vecs[j] = cur_vec
-                if j % r == 0 or not states:
-                    alive = draw(j + 1)  # distances to all j+1 picks, this one included
-                else:
-                    states = [client.submit(_cand_step, s, cur_vec, cur, pure=False) for s in states]
-                    alive -= 1
-                if alive == 0 and j + 1 < k:
-                    alive = draw(j + 1)
-                if alive:
-                    best = [b for b in client.gather([client.submit(_cand_best, s, pure=False) for s in states])
-                            if b is not None]
-                    val, idx, row = max(best, key=lambda b: (b[0], -b[1]))  # ties: the lowest id, as torch.max
-                    radii[j] = val
-                    cur, cur_vec = idx, row
-                else:
-                    radii[j] = 0.0
-                if step_times is not None:
-                    step_times.append(time.perf_counter() - t0)
-                bar.update(1)
+            picks, radii = stratified_picks(n, k, r, start, start_vec, draw, bar, step_times)
     finally:
         if sh is not X:
             sh.close()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -518,6 +519,51 @@ def draw_candidates(selected: np.ndarray, m: int, rng: np.random.Generator) -> n
     return pool if len(pool) <= m else np.sort(rng.choice(pool, size=m, replace=False))
 
 
+def stratified_picks(n: int, k: int, r: int, start: int, start_vec: "torch.Tensor", draw: Callable[..., Any],
+                     bar: Any = None, step_times: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The pick loop of stratified FPS: (indices [k], squared radii [k]). `draw(selected, picked)` returns a
+    fresh candidate subset as (sorted ids, prepared rows V, |V|^2, squared distance to the nearest pick);
+    between draws each pick costs one matrix-vector product over the candidates, wherever they came from."""
+    import torch
+
+    selected = np.zeros(n, dtype=bool)
+    picks = np.empty(k, dtype=np.int64)
+    radii = np.empty(k, dtype=np.float64)
+    sel_vecs = torch.empty((k, len(start_vec)), dtype=torch.float32, device=start_vec.device)
+    cur, cur_vec = int(start), start_vec
+    cand: np.ndarray = np.empty(0, dtype=np.int64)
+    V = v2 = cmin = None
+    alive = pos = 0
+    with torch.no_grad():
+        for j in range(k):
+            t0 = time.perf_counter()
+            picks[j] = cur
+            selected[cur] = True
+            sel_vecs[j] = cur_vec
+            if j % r == 0 or cmin is None:
+                cand, V, v2, cmin = draw(selected, sel_vecs[:j + 1])  # distances to all j+1 picks, this one too
+                alive = len(cand)
+            else:  # one matrix-vector product over the m candidates
+                cmin = torch.minimum(cmin, torch.addmv(v2, V, cur_vec, alpha=-2).add_(torch.dot(cur_vec, cur_vec)))
+                cmin[pos] = -math.inf  # the pick leaves the candidate set
+                alive -= 1
+            if alive == 0 and j + 1 < k:
+                cand, V, v2, cmin = draw(selected, sel_vecs[:j + 1])  # used up before the next scheduled redraw
+                alive = len(cand)
+            if alive:
+                val, i = torch.max(cmin, 0)
+                pos = int(i)
+                radii[j] = float(val)
+                cur, cur_vec = int(cand[pos]), V[pos].clone()
+            else:  # everything is selected
+                radii[j] = 0.0
+            if step_times is not None:
+                step_times.append(time.perf_counter() - t0)
+            if bar is not None:
+                bar.update(1)
+    return picks, radii
+
+
 def stratified_farthest_point_sample(X: Any, k: int, subset_size: int | None = None,
                                      resample_every: int | None = None, start: int = 0, metric: str = "l2", *,
                                      seed: int = 0, device: Any = None, chunk_size: int = 8192,
@@ -543,10 +589,6 @@ def stratified_farthest_point_sample(X: Any, k: int, subset_size: int | None = N
     mean = None
     if metric == "l2":  # centring only limits rounding: a mean from a row sample is enough, and reads little
         mean = _rows(X, 0, 0, idx=mean_sample_rows(n, seed)).double().mean(0).float().cpu()
-    selected = np.zeros(n, dtype=bool)
-    picks = np.empty(k, dtype=np.int64)
-    radii = np.empty(k, dtype=np.float64)
-    sel_vecs = torch.empty((k, d), dtype=torch.float32, device=dev)
 
     def vectors(idx: np.ndarray) -> "torch.Tensor":
         order = np.argsort(idx)  # sorted reads are sequential on a memmap
@@ -555,40 +597,18 @@ def stratified_farthest_point_sample(X: Any, k: int, subset_size: int | None = N
         out[torch.as_tensor(order, device=dev)] = rows
         return out
 
-    def draw(step: int):
+    def draw(selected: np.ndarray, picked: "torch.Tensor"):
         cand = draw_candidates(selected, m, rng)
+        if trace is not None:
+            trace.append({"step": len(picked), "candidates": cand.copy()})
         V = vectors(cand)
         v2 = V.pow(2).sum(1)
-        if trace is not None:
-            trace.append({"step": step, "candidates": cand.copy()})
-        return cand, V, v2, min_sq_to_rows(V, v2, sel_vecs[:step], chunk_size), len(cand)
+        return cand, V, v2, min_sq_to_rows(V, v2, picked, chunk_size)
 
-    cur, cur_vec = start, vectors(np.array([start]))[0]
-    cand: np.ndarray = np.empty(0, dtype=np.int64)
-    V = v2 = cmin = None
-    alive = pos = 0
     bar = _progress(k, progress, float(m) * d * k, "stratified farthest-point sampling")
     with torch.no_grad():
-        for j in range(k):
-            picks[j] = cur
-            selected[cur] = True
-            sel_vecs[j] = cur_vec
-            if j % r == 0 or cmin is None:
-                cand, V, v2, cmin, alive = draw(j + 1)  # distances to all j+1 selected points, this pick included
-            else:  # one matrix-vector product over the m candidates
-                cmin = torch.minimum(cmin, torch.addmv(v2, V, cur_vec, alpha=-2).add_(torch.dot(cur_vec, cur_vec)))
-                cmin[pos] = -math.inf  # the pick leaves the candidate set
-                alive -= 1
-            if alive == 0 and j + 1 < k:
-                cand, V, v2, cmin, alive = draw(j + 1)  # candidates used up before the next scheduled redraw
-            if alive:
-                val, i = torch.max(cmin, 0)
-                pos = int(i)
-                radii[j] = float(val)
-                cur, cur_vec = int(cand[pos]), V[pos].clone()
-            else:  # everything is selected
-                radii[j] = 0.0
-            bar.update(1)
+        start_vec = vectors(np.array([start]))[0]
+    picks, radii = stratified_picks(n, k, r, start, start_vec, draw, bar)
     bar.close()
     return picks, _to_distance(radii, metric)
 
