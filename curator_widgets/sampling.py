@@ -437,17 +437,25 @@ def _fps(X: Any, k: int, seeds: list[int], metric: str, sdtype: "torch.dtype", d
     return picks_np, _to_distance(radii_np, metric)
 
 
-def min_sq_to_rows(V: "torch.Tensor", v2: "torch.Tensor", S: "torch.Tensor", chunk_size: int = DEFAULT_CHUNK
-                   ) -> "torch.Tensor":
-    """Each row of V's squared distance to its nearest row of S (v2 = |V|^2), S taken `chunk_size` rows at a
-    time: the candidates' distances to every pick so far when stratified FPS redraws them."""
+def min_sq_to_rows(V: "torch.Tensor", v2: "torch.Tensor", S: "torch.Tensor", chunk_size: int = DEFAULT_CHUNK,
+                   max_block: int = 1 << 24) -> "torch.Tensor":
+    """Each row of V's squared distance to its nearest row of S (v2 = |V|^2): the candidates' distances to
+    every pick so far when stratified FPS redraws them. Blocks of rows x `chunk_size` picks hold at most
+    `max_block` distances (64 MB), so 100k candidates x 10k picks never need the 4 GB matrix at once."""
     import torch
 
     best = torch.full((len(V),), math.inf, device=V.device)
-    for s in range(0, len(S), chunk_size):
-        part = S[s:s + chunk_size]
-        d2 = v2[:, None] - 2 * V @ part.T + part.pow(2).sum(1)[None, :]
-        best = torch.minimum(best, d2.min(1).values)
+    if len(S) == 0:
+        return best
+    rows = max(1, int(max_block) // min(int(chunk_size), len(S)))
+    for a in range(0, len(V), rows):
+        Va, v2a = V[a:a + rows], v2[a:a + rows]
+        block = best[a:a + rows]
+        for s in range(0, len(S), chunk_size):
+            part = S[s:s + chunk_size]
+            d2 = v2a[:, None] - 2 * Va @ part.T + part.pow(2).sum(1)[None, :]
+            block = torch.minimum(block, d2.min(1).values)
+        best[a:a + rows] = block
     return best
 
 

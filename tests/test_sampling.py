@@ -205,6 +205,22 @@ def test_stratified_covers_almost_as_well_as_exact(tmp_path):
     assert exact <= covering_radius(emb, idx) < best_random
 
 
+def test_min_sq_to_rows_in_bounded_blocks_equals_the_whole_matrix():
+    """Redraw distances are computed in blocks of rows x picks (memory bounded); the values do not change."""
+    import torch
+
+    from curator_widgets.sampling import min_sq_to_rows
+
+    rng = np.random.default_rng(13)
+    V = torch.from_numpy(rng.normal(size=(301, 8)).astype(np.float32))
+    S = torch.from_numpy(rng.normal(size=(37, 8)).astype(np.float32))
+    v2 = V.pow(2).sum(1)
+    want = (v2[:, None] - 2 * V @ S.T + S.pow(2).sum(1)[None, :]).min(1).values
+    for chunk, block in ((37, 1 << 24), (5, 12), (4, 1), (100, 50)):
+        torch.testing.assert_close(min_sq_to_rows(V, v2, S, chunk_size=chunk, max_block=block), want)
+    assert torch.isinf(min_sq_to_rows(V, v2, S[:0])).all()
+
+
 def test_stratified_uses_up_candidates_then_redraws():
     X = blobs(n=300, seed=12)
     trace: list = []
