@@ -65,6 +65,11 @@ class SSLRecipe:
         return self.model_run(n) + ("-tta" if self.tta else "") + "".join(f"-x{s}px" for s in self.scales)
 
 
+def effort_target(point: float, n: int) -> int:
+    """Labels at effort point `point` (% of n chips): where a session's rounds end and are measured."""
+    return int(math.floor(point / 100 * n + 1e-9))
+
+
 @dataclass(frozen=True)
 class LoopRecipe:
     """How each simulated labelling session runs (seed set, head, acquisition, curated-set threshold)."""
@@ -97,7 +102,7 @@ class LoopRecipe:
         rec = self.scaled(n)
         labelled = min(n, 1 + rec.k + rec.r)
         count = 1
-        for target in sorted({int(math.floor(p / 100 * n + 1e-9)) for p in rec.points}):
+        for target in sorted({effort_target(p, n) for p in rec.points}):
             while labelled < target:
                 labelled = min(target, labelled + rec.batch)
                 count += 1
@@ -180,7 +185,7 @@ def session(X: np.ndarray, truth: np.ndarray, start: int, recipe: LoopRecipe, gr
     Xu = _unit(X) if Xu is None else Xu
     rng = np.random.default_rng(seed)
     labelled = seed_ids(Xu, int(start), recipe.k, recipe.r, rng)
-    targets = sorted({int(math.floor(p / 100 * n + 1e-9)) for p in recipe.points})
+    targets = sorted({effort_target(p, n) for p in recipe.points})
     head = GraphHead(2, seed=seed, device="cpu", head_weight=recipe.head_weight, k=recipe.graph_k,
                      alpha=recipe.alpha, background=recipe.background, graph=graph, pseudo=recipe.pseudo,
                      whiten=recipe.whiten)
@@ -219,7 +224,7 @@ def at_points(history: list[dict[str, Any]], points: Sequence[float], n: int) ->
     """The round that ends at each effort point (None when the seed set alone is already past it)."""
     out: dict[str, dict[str, float] | None] = {}
     for p in points:
-        target = int(math.floor(p / 100 * n + 1e-9))
+        target = effort_target(p, n)
         hit = [h for h in history if h["labelled"] == target]
         out[f"{p:.1f}"] = None if not hit else {k: hit[0][k] for k in ("recall", "precision", "f1", "effort")}
     return out

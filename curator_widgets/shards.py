@@ -84,6 +84,11 @@ def _place(shard: Shard) -> tuple[Shard, None]:
     return shard, None
 
 
+def _held_rows(item: tuple[Shard, np.ndarray | None]) -> int:
+    """Rows a shard keeps in worker memory (0 with hold="disk"): a small answer that says it is ready."""
+    return 0 if item[1] is None else len(item[1])
+
+
 def one_pass_hold(X: Any) -> str:
     """The hold for a step that reads every row once (scoring, index adds): "disk" when a file is behind X,
     since holding the rows would cost the same read plus N / workers rows of worker memory; else "memory"."""
@@ -150,6 +155,10 @@ class ShardedEmbeddings:
                 ahead.append(self.client.submit(fn, self.futures[nxt], *args, pure=False, **kwargs))
                 nxt += 1
             yield shard, ahead.popleft()
+
+    def wait(self) -> None:
+        """Block until every shard is loaded (or placed) on its worker, without moving its rows here."""
+        self.client.gather(self.map(_held_rows))
 
     def gather(self, futures: list[Any]) -> list[Any]:
         return self.client.gather(futures)

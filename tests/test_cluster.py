@@ -129,6 +129,8 @@ def test_index_al_round_and_fps_on_a_local_cluster_equal_one_process(local_clien
     with ShardedEmbeddings(X, client=local_client, shard_rows=700) as sh:
         assert [s.kind for s in sh.shards] == ["npy"] * 5 and sh.shards[-1].hi == 3000
         # imap: shard order, at most `window` tasks ahead of the one handed out
+        sh.wait()  # every shard loaded on its worker, no rows moved here
+        assert all(f.status == "finished" for f in sh.futures)
         seen = [(s.lo, f.result()) for s, f in sh.imap(lambda it: int(it[0].lo), window=2)]
         assert seen == [(s.lo, s.lo) for s in sh.shards]
         picks, radii = cluster_farthest_point_sample(sh, 40, start=[11, 2000])
