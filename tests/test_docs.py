@@ -166,3 +166,17 @@ def test_mkdocs_build_strict(tmp_path):
     assert (site / "notebooks" / "00_quickstart" / "index.html").exists()
     assert (site / "images" / "concepts_diversity.png").exists()
     assert not (ROOT / ".cache" / "mkdocs-jupyter").exists(), "the docs build must not write caches into the repo"
+
+
+def test_levers_noise_sentence_names_winners_whose_gain_is_within_the_reseed_spread():
+    lev = {"chosen": {"acquisition": "k-means", "batch size": "8"},
+           "rows": [{"lever": "acquisition", "option": "entropy", "gain": 0.0},
+                    {"lever": "acquisition", "option": "k-means", "gain": 0.007},
+                    {"lever": "batch size", "option": "64", "gain": 0.0},
+                    {"lever": "batch size", "option": "8", "gain": 0.064}],
+           "noise": {"scores_by_seed": {"0": 1.834, "1": 1.81, "2": 1.845}, "spread": 0.035}}
+    text = gen_docs.levers_noise(lev)
+    assert "1.810 (seed 1)" in text and "spread of 0.035" in text
+    assert "acquisition (+0.007)" in text and "batch size" not in text  # +0.064 is above the spread
+    lev["noise"]["spread"] = 0.001
+    assert "Every winner's gain is above that spread" in gen_docs.levers_noise(lev)
