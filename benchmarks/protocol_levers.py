@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 lever_best = (r["score"], option, recipe)
         chosen[lever] = lever_best[1]
         loop = lever_best[2]  # levers are chosen one after another, each on top of the previous winners
+        loop_score = lever_best[0]
     for lever in dict.fromkeys(r["lever"] for r in rows):
         first = next(r for r in rows if r["lever"] == lever)
         for r in rows:
@@ -190,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["gain"] = round(r["score"] - first["score"], 4)
     # the criterion's own noise: the chosen recipe again with other seeds (other starters, random chips and
     # k-means starts), so a lever's gain can be read against what a re-draw alone moves
-    repeats = {str(args.seed): next(r["score"] for r in reversed(rows) if r["lever"] == lever and
-                                    r["option"] == chosen[lever])}
+    repeats = {str(args.seed): loop_score}
     for extra_seed in range(args.seed + 1, args.seed + 1 + args.repeats):
         s = summarize(evaluate(X, labels, dev, loop, starters=args.starters, seed=extra_seed))["dev"]
         repeats[str(extra_seed)] = round(score(s), 4)

@@ -369,7 +369,7 @@ def protocol_tables(text: str) -> str:
 
 
 def levers_noise(lev: dict) -> str:
-    """The levers' noise sentence: the chosen recipe's score under other seeds, and which winners' gains are below it."""
+    """The levers' noise sentence: the chosen recipe's score under other seeds, and which winners' gains are within it."""
     noise = lev["noise"]
     by_seed = ", ".join(f"{v:.3f} (seed {k})" for k, v in noise["scores_by_seed"].items())
     spread = noise["spread"]
