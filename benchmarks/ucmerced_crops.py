@@ -6,6 +6,12 @@ data the project already has. Each image is resized to 256 px (a few are 247-255
 label is its parent's class. Existing crops are kept, so a second run is a no-op.
 
     python benchmarks/ucmerced_crops.py [--out DIR]    # then: benchmarks/active_protocol.py --folder DIR
+
+`--split dev|test --per-class N` makes a pool in the other regime of the public 64 px scene sets (about 10
+classes, each ~10% of the pool, where UC Merced's classes are 4.8%): only the protocol's dev (or test)
+classes, N crops of each drawn with a fixed seed, linked from the full crop folder.
+
+    python benchmarks/ucmerced_crops.py --split dev --per-class 900 --out DIR
 """
 
 from __future__ import annotations
@@ -45,14 +51,44 @@ def make_crops(src: Path, out: Path) -> int:
     return count
 
 
+def subset_pool(crops: Path, out: Path, split: str, per_class: int, seed: int = 0) -> int:
+    """Link `per_class` crops of each `split` class (protocol.split_classes) from `crops` into out/<class>/."""
+    import numpy as np
+
+    from curator_widgets.protocol import split_classes
+
+    classes = split_classes([p.name for p in crops.iterdir() if p.is_dir()])[split]
+    count = 0
+    for i, cls in enumerate(classes):
+        files = sorted((crops / cls).glob("*.png"))
+        if len(files) < per_class:
+            raise SystemExit(f"{cls} has {len(files)} crops, fewer than --per-class {per_class}")
+        pick = np.sort(np.random.default_rng([seed, i]).choice(len(files), per_class, replace=False))
+        (out / cls).mkdir(parents=True, exist_ok=True)
+        for j in pick:
+            link = out / cls / files[j].name
+            if not link.exists():
+                link.symlink_to(files[j].resolve())
+        count += per_class
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", default=str(shared_data_dir() / "ucmerced"), help="folder of class subfolders")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ucmerced-crops64"),
                     help="where the crops go (default: benchmarks/results/ucmerced-crops64, gitignored)")
+    ap.add_argument("--split", choices=("dev", "test"), help="only the protocol's dev or test classes ...")
+    ap.add_argument("--per-class", type=int, default=900, help="... this many crops of each (with --split; default 900)")
+    ap.add_argument("--crops", default=str(ROOT / "benchmarks" / "results" / "ucmerced-crops64"),
+                    help="with --split: the full crop folder (made first if missing)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    n = make_crops(Path(args.src), Path(args.out))
+    if args.split:
+        make_crops(Path(args.src), Path(args.crops))
+        n = subset_pool(Path(args.crops), Path(args.out), args.split, args.per_class)
+    else:
+        n = make_crops(Path(args.src), Path(args.out))
     print(f"{n} crops in {args.out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -272,6 +272,30 @@ def test_ucmerced_crops_cut_each_image_into_16_labelled_64px_chips(tmp_path):
     assert crops.make_crops(src, out) == 32  # a second run keeps what is there
 
 
+def test_ucmerced_crops_subset_pool_links_a_fixed_draw_of_one_splits_classes(tmp_path):
+    """The large-class pools: only the split's classes, per_class crops each, the same draw every time, linked."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ucmerced_crops", ROOT / "benchmarks" / "ucmerced_crops.py")
+    crops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(crops)
+    full = tmp_path / "full"
+    for cls in ("a", "b", "c"):
+        (full / cls).mkdir(parents=True)
+        for i in range(10):
+            (full / cls / f"{cls}{i}_00.png").write_bytes(b"png")
+    out1, out2 = tmp_path / "one", tmp_path / "two"
+    assert crops.subset_pool(full, out1, "dev", 4) == 8
+    assert sorted(p.name for p in out1.iterdir()) == ["a", "c"]  # sorted names at even positions
+    picked = sorted(p.name for p in (out1 / "a").iterdir())
+    assert len(picked) == 4 and all((out1 / "a" / n).is_symlink() for n in picked)
+    crops.subset_pool(full, out2, "dev", 4)
+    assert sorted(p.name for p in (out2 / "a").iterdir()) == picked
+    assert crops.subset_pool(full, tmp_path / "t", "test", 10) == 10
+    with pytest.raises(SystemExit, match="fewer than --per-class 11"):
+        crops.subset_pool(full, tmp_path / "x", "test", 11)
+
+
 def check_report(res: dict, n: int) -> None:
     assert res["chips"] == n and res["classes"] == ["agricultural", "beach", "forest"]
     assert res["split"] == {"dev": ["agricultural", "forest"], "test": ["beach"]}
