@@ -107,6 +107,23 @@ def test_folder_source_corrupt_files_are_reported_and_skipped(tmp_path):
     assert ws.load_chip(0).shape == (128, 128, 3)
 
 
+def test_folder_source_labels_are_the_top_level_class_folders_at_any_depth(tmp_path):
+    """root/<class>/<sub>/x.png is <class>: a subfolder named alike under two classes must not become a class of
+    its own that mixes them; images directly in the root have no label."""
+    root = tmp_path / "imgs"
+    good = SHARED / "ucmerced" / "forest" / "forest00.jpg"
+    for rel in ("forest/a.jpg", "forest/2020/b.jpg", "river/2020/c.jpg", "river/x/y/d.jpg", "loose.jpg"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(good, root / rel)
+    ws = Workspace.create(tmp_path / "ws")
+    ws.ingest(FolderSource(root), size=None, progress=False)
+    got = {p.split("/imgs/")[1]: (lab if isinstance(lab, str) else None)  # pandas reads a missing label as NaN
+           for p, lab in zip(ws.manifest["origin"], ws.manifest["label"])}
+    assert got == {"forest/a.jpg": "forest", "forest/2020/b.jpg": "forest", "river/2020/c.jpg": "river",
+                   "river/x/y/d.jpg": "river", "loose.jpg": None}
+    assert FolderSource(root, labels=False).label_of(root / "river" / "2020" / "c.jpg") is None
+
+
 def test_folder_source_errors(tmp_path):
     with pytest.raises(CuratorError, match="image folder not found"):
         FolderSource(tmp_path / "nope")

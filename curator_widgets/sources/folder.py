@@ -1,4 +1,4 @@
-"""Any folder of images, nested class folders allowed; the folder name becomes a ground-truth label."""
+"""Any folder of images; its class subfolders (`root/<class>/...`, images at any depth below) are ground-truth labels."""
 
 from __future__ import annotations
 
@@ -57,10 +57,13 @@ class FolderSource(Source):
         return path
 
     def label_of(self, path: Path) -> str | None:
-        """The class-folder name (the image's parent folder), or None for images at the root."""
-        if not self.labels or path.parent == self.root:
+        """The class: the top-level subfolder the image lies under (torchvision's ImageFolder convention), so
+        `root/<class>/<any>/<subfolders>/x.png` stays `<class>` and same-named subfolders of two classes never
+        merge into one; None for images at the root."""
+        if not self.labels:
             return None
-        return path.parent.name
+        parts = path.relative_to(self.root).parts
+        return parts[0] if len(parts) > 1 else None
 
     def partitions(self, region: BBox | Sequence[float] | None = None,
                    dates: Sequence[str] | str | None = None) -> list[dict]:
