@@ -624,9 +624,41 @@ def cost_30k_table(text: str) -> str:
     return _block(text, "cost30k", "\n".join(rows))
 
 
+LARGE_CLASS_POOLS = ("dev", "test")  # benchmarks/results/active_protocol_crops10_<split>.json
+
+
+def large_class_tables(text: str) -> str:
+    """docs/active_learning.md's large-class pools (UC Merced's 64 px crops, ~10 classes of ~10% each), one
+    summary per split's pool, from benchmarks/results/active_protocol_crops10_<split>.json."""
+    import json
+
+    sys.path.insert(0, str(ROOT))
+    from curator_widgets.protocol import summary_table
+
+    notes, table = [], []
+    for split in LARGE_CLASS_POOLS:
+        res = json.loads((RESULTS / f"active_protocol_crops10_{split}.json").read_text())
+        ssl, loop, q = res["ssl"], res["loop"], res["embedding_quality"]
+        share = 100 * sum(r["positives"] for r in res["sessions"]) / len(res["sessions"]) / res["chips"]
+        knn = ", ".join(f"{s} {v['knn_top1']:.3f} / {v['p_at_10']:.3f}" for s, v in q.items())
+        worst = sorted(res["summary"]["per_class"], key=lambda r: r["recall@7.8"])[:3]
+        notes.append(f"**The pool of UC Merced's {split} classes** ({len(res['classes'])} classes, {res['chips']} chips "
+                     f"of 64 px, each class ~{share:.0f}% of the pool; SSL {ssl['epochs']} epochs ({ssl['views']:,} "
+                     f"views); seed set {loop['k']} + {loop['r']}, batches of {loop['batch']}; "
+                     f"{res['starters_per_class']} starters per class; kNN top-1 / P@10 by the pool's own split: {knn}; "
+                     f"wall time {res['wall_s'] / 60:.1f} min, commit `{(res.get('commit') or '?')[:10]}`"
+                     f"{' + local changes' if '+dirty' in (res.get('commit') or '') else ''}). Worst classes at "
+                     f"7.8%: " + ", ".join(f"{r['class']} {r['recall@7.8']:.3f}" for r in worst) + ".")
+        lines = summary_table(res["summary"], loop["points"]).splitlines()
+        if not table:  # one table, the pool as its first column
+            table = ["| pool " + lines[0], "|---" + lines[1]]
+        table += [f"| {split} classes " + line for line in lines[2:]]
+    return _block(text, "pools10", "\n\n".join(notes) + "\n\n" + "\n".join(table))
+
+
 def active_learning_blocks(text: str) -> str:
     """Every generated block of docs/active_learning.md."""
-    return cost_30k_table(heads_speed_table(protocol_tables(text)))
+    return large_class_tables(cost_30k_table(heads_speed_table(protocol_tables(text))))
 
 
 BLOCKS = {name: bench_blocks for name, _ in AREA_PAGES}
