@@ -124,6 +124,9 @@ DEFAULT_LOOP = LoopRecipe(k=8, r=4, batch=8, head_weight=0.5, graph_k=10, whiten
 
 
 STARTERS = 5  # starter images per class, the published protocol's count
+# A class needs its starter and at least one more image for a session to measure anything (with one image, the
+# starter alone is "the whole class": recall 1 by construction); smaller classes get no sessions.
+MIN_CLASS_IMAGES = 2
 # Each round of a session fits the head and scores, propagates over and selects from the whole pool, so a session
 # costs ~rounds x n: 1.1 s of CPU per round at 33,600 chips x 512 dims on this 2-core box (609 rounds took 667 CPU s
 # in benchmarks/results/active_protocol_30k.json), ~33 us per chip and round. Sessions x rounds x chips is held to
@@ -446,11 +449,21 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
     loop = loop or DEFAULT_LOOP
     ws = folder_workspace(folder, workdir, progress=progress)
     labels = ws.manifest["label"].astype(str).to_numpy()
-    classes = sorted(set(labels) - {"None", "nan"})
+    every = sorted(set(labels) - {"None", "nan"})
+    split = split_classes(every)  # over every class folder, so a skipped one never moves the others' split
+    counts = {c: int(np.count_nonzero(labels == c)) for c in every}
+    small = {c: k for c, k in counts.items() if k < MIN_CLASS_IMAGES}
+    classes = [c for c in every if c not in small]
+    if len(classes) < 1:
+        raise CuratorError(f"no class of {folder} has {MIN_CLASS_IMAGES} images or more "
+                           f"({', '.join(f'{c}: {k}' for c, k in counts.items())})",
+                           f"put at least {MIN_CLASS_IMAGES} images in each class subfolder")
+    if small and log:
+        log(f"no sessions for {len(small)} class(es) with fewer than {MIN_CLASS_IMAGES} images (their images stay in "
+            f"the pool as negatives): " + ", ".join(f"{c} ({k})" for c, k in small.items()))
     starters = starters or (1 if quick else starters_per_class(len(ws), len(classes), loop))
-    split = split_classes(classes)
     if log:
-        log(f"{Path(folder).name}: {len(ws)} chips, {len(classes)} classes "
+        log(f"{Path(folder).name}: {len(ws)} chips, {len(every)} classes "
             f"({len(split['dev'])} dev, {len(split['test'])} test)")
     X, emb_info = embeddings_for(ws, ssl, progress=progress, log=log)
     t1 = time.perf_counter()
@@ -459,6 +472,7 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
     scaled = loop.scaled(len(ws))
     return {"benchmark": "active_protocol", "dataset": Path(folder).resolve().name, "folder": str(Path(folder).resolve()),
             "quick": quick, "chips": len(ws), "classes": classes, "split": split, "starters_per_class": starters,
+            "classes_without_sessions": small,
             "seed": seed, "ssl": emb_info, "loop": {**asdict(scaled), "points": list(scaled.points)},
             "embedding_quality": {s: embedding_quality(X, labels, split[s], seed=seed) for s in ("dev", "test")
                                   if split[s]},

@@ -355,6 +355,35 @@ def test_protocol_command_names_a_folder_without_classes(tmp_path, capsys):
     assert not (flat / "cache").exists()
 
 
+def test_protocol_gives_no_sessions_to_a_one_image_class_and_reads_nested_class_folders(tmp_path):
+    """A one-image class would score recall 1 by construction: it stays in the pool as a negative and is named;
+    images in subfolders of a class folder count for that class, not for a class named after the subfolder."""
+    import shutil
+
+    import torch
+
+    from curator_widgets.protocol import MIN_CLASS_IMAGES, run_protocol
+
+    folder = tiny_folder(tmp_path / "scenes", 64, per_class=6)
+    (folder / "beach" / "2020").mkdir()
+    for f in sorted((folder / "forest").iterdir())[:2]:
+        shutil.move(str(f), folder / "beach" / "2020" / f.name.replace("forest", "beach_extra"))
+    (folder / "lonely").mkdir()
+    shutil.copy(sorted((folder / "agricultural").iterdir())[0], folder / "lonely" / "one.png")
+    threads = torch.get_num_threads()
+    lines: list[str] = []
+    try:
+        res = run_protocol(folder, tmp_path / "cache", quick=True, log=lines.append)
+    finally:
+        torch.set_num_threads(threads)
+    assert MIN_CLASS_IMAGES == 2 and res["classes_without_sessions"] == {"lonely": 1}
+    assert res["classes"] == ["agricultural", "beach", "forest"] and res["chips"] == 19
+    assert {r["class"] for r in res["sessions"]} == {"agricultural", "beach", "forest"}
+    assert {r["class"]: r["positives"] for r in res["sessions"]} == {"agricultural": 6, "beach": 8, "forest": 4}
+    assert res["split"] == split_classes(["agricultural", "beach", "forest", "lonely"])  # the split of every folder
+    assert any("lonely (1)" in line and "fewer than 2 images" in line for line in lines)
+
+
 def test_defaults_are_the_levers_chosen_on_dev_classes():
     path = ROOT / "benchmarks" / "results" / "active_protocol_levers.json"
     lev = json.loads(path.read_text())
