@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .errors import CuratorError
+from .errors import CuratorError, warn_user
 from .sources.base import Chip, IngestResult, Source, SourceError
 
 PARTS = "manifest.parts"  # one Parquet file per finished piece
@@ -105,7 +104,7 @@ def cluster_ingest(ws: Any, source: Source, client: Any, region: Any, dates: Any
     for d in done:  # what each worker's copy of the source saw, for the caller's summary and warnings
         for where, reason in d["errors"]:
             source.errors.append(SourceError(where, reason))
-            warnings.warn(f"skipped {where}: {reason}", stacklevel=3)
+            warn_user(f"skipped {where}: {reason}")
         if d["stats"] and hasattr(source, "stats"):
             source.stats.update(d["stats"])
         if d["reports"] and hasattr(source, "reports"):

@@ -103,6 +103,9 @@ def test_folder_source_corrupt_files_are_reported_and_skipped(tmp_path):
     bad = {s.where.split("/")[-1] for s in res.skipped}
     assert bad == {"truncated.jpg", "fake.png"}
     assert all("cannot decode" in s.reason for s in res.skipped)
+    with pytest.warns(UserWarning, match="skipped") as caught:  # named at the caller's line, not in tqdm or here
+        ws.ingest(FolderSource(src_dir), size=128, overlap=0.5, progress=True)
+    assert {w.filename for w in caught if "skipped" in str(w.message)} == {__file__}
     assert set(ws.manifest["label"]) == {"forest", "river"}
     assert ws.load_chip(0).shape == (128, 128, 3)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..bbox import BBox
+from ..errors import warn_user
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Source(ABC):
     def report(self, where: str, reason: str) -> None:
         """Record an unreadable input and warn once per item; the ingest goes on."""
         self.errors.append(SourceError(str(where), reason))
-        warnings.warn(f"skipped {where}: {reason}", stacklevel=3)
+        warn_user(f"skipped {where}: {reason}")
 
 
 @dataclass
