@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 
 class CuratorError(ValueError):
     """A user-facing error: `problem` names what is wrong, `fix` says what to do."""
@@ -25,10 +29,6 @@ def require(module: str, problem: str, fix: str):
 def warn_user(message: str) -> None:
     """Warn at the user's own line: the first frame outside this package and tqdm (a source's chips are read in a
     generator a progress bar drives, so a fixed stacklevel would name tqdm's file)."""
-    import os
-    import sys
-    import warnings
-
     here = os.path.dirname(os.path.abspath(__file__))
     level, frame = 2, sys._getframe(1)  # stacklevel 2 is warn_user's caller
     while frame is not None:

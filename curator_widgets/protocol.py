@@ -454,7 +454,7 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
     counts = {c: int(np.count_nonzero(labels == c)) for c in every}
     small = {c: k for c, k in counts.items() if k < MIN_CLASS_IMAGES}
     classes = [c for c in every if c not in small]
-    if len(classes) < 1:
+    if not classes:
         raise CuratorError(f"no class of {folder} has {MIN_CLASS_IMAGES} images or more "
                            f"({', '.join(f'{c}: {k}' for c, k in counts.items())})",
                            f"put at least {MIN_CLASS_IMAGES} images in each class subfolder")

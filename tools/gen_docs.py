@@ -326,6 +326,12 @@ def _block(text: str, name: str, body: str) -> str:
     return head + begin + "\n" + body.rstrip() + "\n" + end + rest.split(end, 1)[1]
 
 
+def _commit(res: dict) -> str:
+    """A results JSON's commit as the docs name it: the short hash, and whether the tree had local changes."""
+    commit = res.get("commit") or "?"
+    return f"`{commit[:10]}`" + (" + local changes" if "+dirty" in commit else "")
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -345,8 +351,7 @@ def protocol_tables(text: str) -> str:
             f"threshold {loop['threshold']}, seed set {loop['k']} + {loop['r']}, batches of {loop['batch']}; "
             f"{res['starters_per_class']} starters per class, seed {res['seed']}; {res['chips']} chips; "
             f"wall time {res['wall_s'] / 60:.1f} min on {m['cpus']} CPUs (SSL training cached from an earlier run of "
-            f"the same recipe: {ssl['train_seconds']:.0f} s here); commit `{(res.get('commit') or '?')[:10]}`"
-            f"{' + local changes' if '+dirty' in (res.get('commit') or '') else ''}.", "",
+            f"the same recipe: {ssl['train_seconds']:.0f} s here); commit {_commit(res)}.", "",
             summary_table(res["summary"], loop["points"]), "", "Per class, worst first:", "",
             per_class_table(res["summary"]["per_class"], loop["points"])]
     text = _block(text, "protocol", "\n".join(body))
@@ -459,8 +464,7 @@ def multires_table(text: str) -> str:
             f"({ssl['backbone']}, {ssl['image_size']} px, {ssl['max_seconds']:.0f} s of training each: {runs}). "
             f"{res['queries_scored']} scored queries, each a scene at 0.6 m; the tile grid was chosen on "
             f"{res['queries_choosing']} other queries (precision@10 there: {chosen}). Wall time "
-            f"{res['wall_s'] / 60:.1f} min on {m['cpus']} shared CPUs, commit `{(res.get('commit') or '?')[:10]}`"
-            f"{' + local changes' if '+dirty' in (res.get('commit') or '') else ''}.", "",
+            f"{res['wall_s'] / 60:.1f} min on {m['cpus']} shared CPUs, commit {_commit(res)}.", "",
             "| query | precision@10 | ms per query |", "|---|---|---|"]
     body += [f"| {r['query']} | {r['precision@10']:.3f} | {r['ms_per_query']:.1f} |" for r in res["rows"]]
     return _block(text, "multires", "\n".join(body))
@@ -646,9 +650,8 @@ def large_class_tables(text: str) -> str:
                      f"of 64 px, each class ~{share:.0f}% of the pool; SSL {ssl['epochs']} epochs ({ssl['views']:,} "
                      f"views); seed set {loop['k']} + {loop['r']}, batches of {loop['batch']}; "
                      f"{res['starters_per_class']} starters per class; kNN top-1 / P@10 by the pool's own split: {knn}; "
-                     f"wall time {res['wall_s'] / 60:.1f} min, commit `{(res.get('commit') or '?')[:10]}`"
-                     f"{' + local changes' if '+dirty' in (res.get('commit') or '') else ''}). Worst classes at "
-                     f"7.8%: " + ", ".join(f"{r['class']} {r['recall@7.8']:.3f}" for r in worst) + ".")
+                     f"wall time {res['wall_s'] / 60:.1f} min, commit {_commit(res)}). Worst classes at 7.8%: "
+                     + ", ".join(f"{r['class']} {r['recall@7.8']:.3f}" for r in worst) + ".")
         lines = summary_table(res["summary"], loop["points"]).splitlines()
         if not table:  # one table, the pool as its first column
             table = ["| pool " + lines[0], "|---" + lines[1]]
