@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.split:
+        if Path(args.out).resolve() == Path(args.crops).resolve():
+            raise SystemExit(f"--split writes a pool of links: --out {args.out} is the crop folder itself; "
+                             "pass another --out, e.g. --out POOLS/dev")
         make_crops(Path(args.src), Path(args.crops))
         n = subset_pool(Path(args.crops), Path(args.out), args.split, args.per_class)
     else:

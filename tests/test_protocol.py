@@ -294,6 +294,8 @@ def test_ucmerced_crops_subset_pool_links_a_fixed_draw_of_one_splits_classes(tmp
     assert crops.subset_pool(full, tmp_path / "t", "test", 10) == 10
     with pytest.raises(SystemExit, match="fewer than --per-class 11"):
         crops.subset_pool(full, tmp_path / "x", "test", 11)
+    with pytest.raises(SystemExit, match="is the crop folder itself"):  # the default --out is the crop folder
+        crops.main(["--split", "dev", "--crops", str(full)] + ["--out", str(full)])
 
 
 def check_report(res: dict, n: int) -> None:
