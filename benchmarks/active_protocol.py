@@ -1,17 +1,20 @@
 """The Curator active-learning protocol over a folder of class subfolders (default: UC Merced).
 
-    .venv/bin/python benchmarks/active_protocol.py                        # UC Merced, full (~15-40 min on 2 cores)
+    .venv/bin/python benchmarks/active_protocol.py --ssl-seeds 3          # UC Merced, as committed (~30-60 min on 2 cores)
     .venv/bin/python benchmarks/active_protocol.py --folder DIR [--quick] [--out FILE] [--workdir CACHE]
     curator protocol --folder DIR ...                                     # the same command
 
 For every class and 5 starter images per class (class subfolders are the ground truth), the seed
-set is the starter's 64 nearest neighbours plus 32 random chips; then rounds of 64 chips picked by
-the acquisition are labelled by an oracle, a round ending exactly at each effort point (5.0, 6.0,
-7.8, 10.0 % of the pool). Reported at those points: recall, F1 and false-positive share of the
-curated set (labelled positives + chips the head predicts positive), per split: classes at even
-positions of the sorted names are dev (the defaults were chosen on them only,
+set is the starter's nearest neighbours plus random chips (the defaults: 8 + 4 on UC Merced's 2,100
+chips, scaled with the pool); then rounds of chips picked by the acquisition (batches of 8, growing
+with the pool above 2,100) are labelled by an oracle, a round ending exactly at each effort point
+(5.0, 6.0, 7.8, 10.0 % of the pool). Reported at those points: recall, F1 and false-positive share
+of the curated set (labelled positives + chips the head predicts positive), per split: classes at
+even positions of the sorted names are dev (the defaults were chosen on them only,
 benchmarks/protocol_levers.py), odd ones test. The defaults (SSL recipe, head, acquisition) are
-fixed in curator_widgets/protocol.py; the kernel is `protocol.run_protocol`.
+fixed in curator_widgets/protocol.py; the kernel is `protocol.run_protocol`. `--ssl-seeds N` runs
+every session on N SSL models of the recipe (the committed UC Merced result uses 3): one model's
+per-class recall moves with its training draw.
 
 Writes benchmarks/results/active_protocol[_quick].json for UC Merced, else
 benchmarks/results/active_protocol_<folder name>[_quick].json (or --out).

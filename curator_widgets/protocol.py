@@ -322,6 +322,11 @@ def summarize(rows: list[dict[str, Any]], points: Sequence[float] = POINTS) -> d
             row[f"recall@{p:.1f}"] = round(float(np.mean([g["recall"] for g in got])), 4) if got else None
             row[f"f1@{p:.1f}"] = round(float(np.mean([g["f1"] for g in got])), 4) if got else None
         row["median_effort_to_target"] = _median_effort([r["effort_to_target"] for r in cr])
+        models = sorted({r.get("ssl_seed", 0) for r in cr})
+        if len(models) > 1:  # one SSL model's recall per class is noisy: each model's mean, side by side
+            each = {m: [r["points"]["7.8"]["recall"] for r in cr if r.get("ssl_seed", 0) == m and r["points"].get("7.8")]
+                    for m in models}
+            row["recall@7.8_by_ssl_seed"] = {str(m): round(float(np.mean(v)), 4) if v else None for m, v in each.items()}
         table.append(row)
     res["per_class"] = table
     return res
@@ -439,10 +444,13 @@ QUICK_SSL = replace(DEFAULT_SSL, views=1, max_epochs=1)
 
 def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: bool = False,
                  ssl: SSLRecipe | None = None, loop: LoopRecipe | None = None, starters: int | None = None,
-                 seed: int = 0, log: Callable[[str], None] | None = None, progress: bool = False) -> dict[str, Any]:
+                 seed: int = 0, log: Callable[[str], None] | None = None, progress: bool = False,
+                 ssl_seeds: int = 1) -> dict[str, Any]:
     """The whole protocol on a folder of class subfolders: ingest, SSL, embed, sessions; the results dict.
 
     `quick` is a smoke run (1-epoch SSL, 1 starter per class): it checks the pipeline, not quality.
+    `ssl_seeds` > 1 trains that many SSL models (the recipe's seed, + 1, ...) and runs every session on
+    each: one model's per-class recall moves with its training draw, the mean over models does less.
     """
     t0 = time.perf_counter()
     ssl = ssl or (QUICK_SSL if quick else DEFAULT_SSL)
@@ -462,22 +470,31 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
         log(f"no sessions for {len(small)} class(es) with fewer than {MIN_CLASS_IMAGES} images (their images stay in "
             f"the pool as negatives): " + ", ".join(f"{c} ({k})" for c, k in small.items()))
     starters = starters or (1 if quick else starters_per_class(len(ws), len(classes), loop))
+    if int(ssl_seeds) != ssl_seeds or ssl_seeds < 1:
+        raise CuratorError(f"ssl_seeds={ssl_seeds!r} must be an integer >= 1", "pass 1 (one SSL model) or e.g. 3")
     if log:
         log(f"{Path(folder).name}: {len(ws)} chips, {len(every)} classes "
             f"({len(split['dev'])} dev, {len(split['test'])} test)")
-    X, emb_info = embeddings_for(ws, ssl, progress=progress, log=log)
-    t1 = time.perf_counter()
-    rows = evaluate(X, labels, classes, loop, starters=starters, seed=seed, log=log)
-    t2 = time.perf_counter()
+    rows, infos, quality = [], [], []
+    t_emb = t_ses = 0.0
+    for m in range(int(ssl_seeds)):
+        ta = time.perf_counter()
+        X, info = embeddings_for(ws, replace(ssl, seed=ssl.seed + m), progress=progress, log=log)
+        tb = time.perf_counter()
+        for r in evaluate(X, labels, classes, loop, starters=starters, seed=seed, log=log):
+            rows.append({**r, "ssl_seed": ssl.seed + m})
+        t_emb, t_ses = t_emb + tb - ta, t_ses + time.perf_counter() - tb
+        infos.append(info)
+        quality.append({s: embedding_quality(X, labels, split[s], seed=seed) for s in ("dev", "test") if split[s]})
     scaled = loop.scaled(len(ws))
     return {"benchmark": "active_protocol", "dataset": Path(folder).resolve().name, "folder": str(Path(folder).resolve()),
             "quick": quick, "chips": len(ws), "classes": classes, "split": split, "starters_per_class": starters,
             "classes_without_sessions": small,
-            "seed": seed, "ssl": emb_info, "loop": {**asdict(scaled), "points": list(scaled.points)},
-            "embedding_quality": {s: embedding_quality(X, labels, split[s], seed=seed) for s in ("dev", "test")
-                                  if split[s]},
+            "seed": seed, "ssl": infos[0], "ssl_seeds": [i["seed"] for i in infos], "ssl_runs": infos,
+            "loop": {**asdict(scaled), "points": list(scaled.points)},
+            "embedding_quality": quality[0], "embedding_quality_by_ssl_seed": quality,
             "summary": summarize(rows, scaled.points), "sessions": rows,
-            "seconds": {"embeddings": round(t1 - t0, 1), "sessions": round(t2 - t1, 1),
+            "seconds": {"embeddings": round(t_emb, 1), "sessions": round(t_ses, 1),
                         "total": round(time.perf_counter() - t0, 1)},
             "machine": machine()}
 
@@ -523,9 +540,15 @@ def per_class_table(rows: list[dict[str, Any]], points: Sequence[float]) -> str:
     ordered = sorted(rows, key=lambda r: (r.get(f"recall@{key}") is None, r.get(f"recall@{key}") or 0.0))
     head = ["class", "split"] + [f"recall at {p:.1f}%" for p in points] + [f"F1 at {key}%",
                                                                            f"median effort to recall {TARGET_RECALL:.2f}"]
+    models = [sorted(r["recall@7.8_by_ssl_seed"], key=int) for r in rows if r.get("recall@7.8_by_ssl_seed")]
+    if models:
+        head.append("recall at 7.8% by SSL model (seed " + " / ".join(models[0]) + ")")
     out = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in ordered:
         cells = [r["class"], r["split"]] + [_fmt(r.get(f"recall@{p:.1f}")) for p in points]
         cells += [_fmt(r.get(f"f1@{key}")), _fmt(r.get("median_effort_to_target"), pct=True)]
+        if models:
+            by = r.get("recall@7.8_by_ssl_seed") or {}
+            cells.append(" / ".join(_fmt(by.get(m)) for m in models[0]))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)

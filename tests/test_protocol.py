@@ -386,6 +386,33 @@ def test_protocol_gives_no_sessions_to_a_one_image_class_and_reads_nested_class_
     assert any("lonely (1)" in line and "fewer than 2 images" in line for line in lines)
 
 
+def test_protocol_over_several_ssl_models_reports_each_models_recall_per_class(tmp_path):
+    """--ssl-seeds 2: two SSL models (another seed is another cached run), the same starters on each, the tables
+    are the mean over both, and the per-class table shows each model's recall at 7.8%."""
+    import torch
+
+    from curator_widgets.protocol import per_class_table, run_protocol
+
+    folder = tiny_folder(tmp_path / "scenes", 64, per_class=40)
+    threads = torch.get_num_threads()
+    try:
+        res = run_protocol(folder, tmp_path / "cache", quick=True, ssl_seeds=2)
+        with pytest.raises(CuratorError, match=r"ssl_seeds=0 must be an integer >= 1"):
+            run_protocol(folder, tmp_path / "cache", quick=True, ssl_seeds=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert res["ssl_seeds"] == [0, 1] and len(res["ssl_runs"]) == 2 and len(res["embedding_quality_by_ssl_seed"]) == 2
+    assert res["ssl_runs"][1]["model_run"] == res["ssl_runs"][0]["model_run"] + "-seed1"
+    by_model = {m: [(r["class"], r["starter"]) for r in res["sessions"] if r["ssl_seed"] == m] for m in (0, 1)}
+    assert by_model[0] == by_model[1] and len(by_model[0]) == 3  # the same sessions on each model
+    for row in res["summary"]["per_class"]:
+        each = row["recall@7.8_by_ssl_seed"]
+        assert set(each) == {"0", "1"}
+        assert row["recall@7.8"] == pytest.approx((each["0"] + each["1"]) / 2, abs=1e-3)
+    table = per_class_table(res["summary"]["per_class"], res["loop"]["points"])
+    assert "recall at 7.8% by SSL model (seed 0 / 1)" in table.splitlines()[0]
+
+
 def test_defaults_are_the_levers_chosen_on_dev_classes():
     path = ROOT / "benchmarks" / "results" / "active_protocol_levers.json"
     lev = json.loads(path.read_text())

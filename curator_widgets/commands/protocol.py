@@ -36,7 +36,11 @@ def add_arguments(p: argparse.ArgumentParser, default_folder: str | None) -> Non
                                      "(default: a temporary folder, deleted at the end)")
     p.add_argument("--starters", type=int, help="starter images per class (default 5, fewer on pools so large "
                                                 "that the sessions would exceed protocol.SESSION_ROUND_CHIPS; --quick 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the starters, seed sets and SSL (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the starters, seed sets and acquisition (default 0)")
+    p.add_argument("--ssl-seeds", type=int, default=1, metavar="N",
+                   help="train N SSL models (seeds 0..N-1) and run every session on each; the tables are means over "
+                        "them, the per-class table shows each model's recall (default 1; costs N x the SSL and "
+                        "sessions)")
     p.add_argument("--threads", type=int, default=2, help="torch/faiss threads (default 2)")
     g = p.add_argument_group("overrides of the fixed defaults (for experiments; the report records them)")
     g.add_argument("--backbone", help="SSL backbone, e.g. resnet50 (the GPU recipe)")
@@ -84,7 +88,8 @@ def run_from_args(args: argparse.Namespace, results_dir: Path) -> dict[str, Any]
     tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="curator-protocol-")
     try:
         result = run_protocol(args.folder, args.workdir or tmp.name, quick=args.quick, ssl=ssl, loop=loop,
-                              starters=args.starters, seed=args.seed, log=lambda m: print(m, flush=True))
+                              starters=args.starters, seed=args.seed, log=lambda m: print(m, flush=True),
+                              ssl_seeds=args.ssl_seeds)
     finally:
         if tmp is not None:
             tmp.cleanup()
