@@ -493,7 +493,10 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
             "seed": seed, "ssl": infos[0], "ssl_seeds": [i["seed"] for i in infos], "ssl_runs": infos,
             "loop": {**asdict(scaled), "points": list(scaled.points)},
             "embedding_quality": quality[0], "embedding_quality_by_ssl_seed": quality,
-            "summary": summarize(rows, scaled.points), "sessions": rows,
+            "summary": {**summarize(rows, scaled.points), **({"by_ssl_seed": {
+                str(m): {k: v for k, v in summarize([r for r in rows if r["ssl_seed"] == m], scaled.points).items()
+                         if k != "per_class"} for m in sorted({r["ssl_seed"] for r in rows})}} if ssl_seeds > 1 else {})},
+            "sessions": rows,
             "seconds": {"embeddings": round(t_emb, 1), "sessions": round(t_ses, 1),
                         "total": round(time.perf_counter() - t0, 1)},
             "machine": machine()}

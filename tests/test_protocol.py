@@ -409,6 +409,10 @@ def test_protocol_over_several_ssl_models_reports_each_models_recall_per_class(t
         each = row["recall@7.8_by_ssl_seed"]
         assert set(each) == {"0", "1"}
         assert row["recall@7.8"] == pytest.approx((each["0"] + each["1"]) / 2, abs=1e-3)
+    each_model = res["summary"]["by_ssl_seed"]
+    assert set(each_model) == {"0", "1"} and each_model["0"]["all"]["sessions"] == 3
+    assert res["summary"]["all"]["10.0"]["recall"] == pytest.approx(
+        (each_model["0"]["all"]["10.0"]["recall"] + each_model["1"]["all"]["10.0"]["recall"]) / 2, abs=1e-3)
     table = per_class_table(res["summary"]["per_class"], res["loop"]["points"])
     assert "recall at 7.8% by SSL model (seed 0 / 1)" in table.splitlines()[0]
 

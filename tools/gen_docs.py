@@ -354,7 +354,7 @@ def protocol_tables(text: str) -> str:
             f"wall time {res['wall_s'] / 60:.1f} min on {m['cpus']} CPUs (SSL training cached from an earlier run of "
             f"the same recipe: {sum(r['train_seconds'] for r in res.get('ssl_runs', [ssl])):.0f} s here); "
             f"commit {_commit(res)}.", "",
-            summary_table(res["summary"], loop["points"]), "", "Per class, worst first:", "",
+            summary_table(res["summary"], loop["points"]), "", *_per_model(res["summary"]), "Per class, worst first:", "",
             per_class_table(res["summary"]["per_class"], loop["points"])]
     text = _block(text, "protocol", "\n".join(body))
     text = _block(text, "protocol-goal", protocol_goal(res["summary"]))
@@ -382,6 +382,25 @@ def _ssl_models(res: dict) -> str:
         return ""
     return (f"{len(seeds)} SSL models of this recipe (seeds {', '.join(map(str, seeds))}), every session run on each, "
             f"the tables their mean; ")
+
+
+def _per_model(summary: dict) -> list[str]:
+    """One row per SSL model at 7.8% effort (nothing for one model): how far a single training draw moves the
+    means, and which class each model puts last."""
+    models = summary.get("by_ssl_seed")
+    if not models:
+        return []
+    rows = ["Each SSL model alone, at 7.8% effort:", "",
+            "| SSL model | recall (all) | F1 (all) | FP share (all) | recall (dev) | F1 (dev) | recall (test) | F1 (test) "
+            "| worst class |", "|---" * 9 + "|"]
+    for m, b in sorted(models.items(), key=lambda kv: int(kv[0])):
+        worst = min((r for r in summary["per_class"] if (r.get("recall@7.8_by_ssl_seed") or {}).get(m) is not None),
+                    key=lambda r: r["recall@7.8_by_ssl_seed"][m])
+        a, d, t = b["all"]["7.8"], b["dev"]["7.8"], b["test"]["7.8"]
+        rows.append(f"| seed {m} | {a['recall']:.3f} | {a['f1']:.3f} | {a['fp_share']:.3f} | {d['recall']:.3f} | "
+                    f"{d['f1']:.3f} | {t['recall']:.3f} | {t['f1']:.3f} | {worst['class']} "
+                    f"{worst['recall@7.8_by_ssl_seed'][m]:.3f} |")
+    return rows + [""]
 
 
 def levers_noise(lev: dict) -> str:
