@@ -127,15 +127,17 @@ def machine() -> dict[str, Any]:
             "load_avg": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
-def git_commit() -> str | None:
-    """HEAD of this checkout, with "+dirty" when tracked files differ from it; None outside git."""
+def git_commit(root: str | os.PathLike | None = None) -> str | None:
+    """HEAD of this checkout, with "+dirty" when tracked files differ from it; None outside git. Results
+    under benchmarks/results/ do not count: a benchmark that writes its JSON before this is asked (the
+    protocol command does) would otherwise always mark its own run dirty."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True,
+        return subprocess.run(["git", "-C", str(root or ROOT), *args], capture_output=True, text=True, check=True,
                               timeout=30).stdout.strip()
 
     try:
         head = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results"))
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")

@@ -67,11 +67,15 @@ def test_git_commit_marks_uncommitted_changes_and_is_none_outside_git(tmp_path, 
     assert common.git_commit() is None  # a copy without .git (a release tarball) says so, not a guess
     _git(tmp_path, "init", "-q")
     (tmp_path / "a.txt").write_text("1")
-    _git(tmp_path, "add", "a.txt")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{}")
+    _git(tmp_path, "add", "a.txt", "benchmarks/results/r.json")
     _git(tmp_path, "commit", "-q", "-m", "one")
     head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     (tmp_path / "untracked.txt").write_text("results of a run")
     assert common.git_commit() == head  # untracked files (e.g. fresh results) do not make it dirty
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text('{"new": 1}')
+    assert common.git_commit() == head  # nor a results JSON the run itself has just rewritten
     (tmp_path / "a.txt").write_text("2")
     assert common.git_commit() == head + "+dirty"
 
