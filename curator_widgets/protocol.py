@@ -279,6 +279,18 @@ def evaluate(X: np.ndarray, labels: np.ndarray, classes: Sequence[str], recipe: 
     return rows
 
 
+def summarize_models(rows: list[dict[str, Any]], points: Sequence[float] = POINTS) -> dict[str, Any]:
+    """`summarize` over every session, plus `by_ssl_seed` (each SSL model's split means) when the sessions
+    ran on several models."""
+    res = summarize(rows, points)
+    models = sorted({r.get("ssl_seed", 0) for r in rows})
+    if len(models) > 1:
+        res["by_ssl_seed"] = {str(m): {k: v for k, v in summarize([r for r in rows if r.get("ssl_seed", 0) == m],
+                                                                  points).items() if k != "per_class"}
+                              for m in models}
+    return res
+
+
 def _median_effort(values: list[float | None]) -> float | None:
     """Median with 'never reached' (None) counted as +inf; None again when the median itself is never."""
     if not values:
@@ -493,10 +505,7 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
             "seed": seed, "ssl": infos[0], "ssl_seeds": [i["seed"] for i in infos], "ssl_runs": infos,
             "loop": {**asdict(scaled), "points": list(scaled.points)},
             "embedding_quality": quality[0], "embedding_quality_by_ssl_seed": quality,
-            "summary": {**summarize(rows, scaled.points), **({"by_ssl_seed": {
-                str(m): {k: v for k, v in summarize([r for r in rows if r["ssl_seed"] == m], scaled.points).items()
-                         if k != "per_class"} for m in sorted({r["ssl_seed"] for r in rows})}} if ssl_seeds > 1 else {})},
-            "sessions": rows,
+            "summary": summarize_models(rows, scaled.points), "sessions": rows,
             "seconds": {"embeddings": round(t_emb, 1), "sessions": round(t_ses, 1),
                         "total": round(time.perf_counter() - t0, 1)},
             "machine": machine()}
