@@ -464,6 +464,8 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
     `ssl_seeds` > 1 trains that many SSL models (the recipe's seed, + 1, ...) and runs every session on
     each: one model's per-class recall moves with its training draw, the mean over models does less.
     """
+    if int(ssl_seeds) != ssl_seeds or ssl_seeds < 1:
+        raise CuratorError(f"ssl_seeds={ssl_seeds!r} must be an integer >= 1", "pass 1 (one SSL model) or e.g. 3")
     t0 = time.perf_counter()
     ssl = ssl or (QUICK_SSL if quick else DEFAULT_SSL)
     loop = loop or DEFAULT_LOOP
@@ -482,8 +484,6 @@ def run_protocol(folder: str | os.PathLike, workdir: str | os.PathLike, quick: b
         log(f"no sessions for {len(small)} class(es) with fewer than {MIN_CLASS_IMAGES} images (their images stay in "
             f"the pool as negatives): " + ", ".join(f"{c} ({k})" for c, k in small.items()))
     starters = starters or (1 if quick else starters_per_class(len(ws), len(classes), loop))
-    if int(ssl_seeds) != ssl_seeds or ssl_seeds < 1:
-        raise CuratorError(f"ssl_seeds={ssl_seeds!r} must be an integer >= 1", "pass 1 (one SSL model) or e.g. 3")
     if log:
         log(f"{Path(folder).name}: {len(ws)} chips, {len(every)} classes "
             f"({len(split['dev'])} dev, {len(split['test'])} test)")

@@ -397,8 +397,9 @@ def test_protocol_over_several_ssl_models_reports_each_models_recall_per_class(t
     threads = torch.get_num_threads()
     try:
         res = run_protocol(folder, tmp_path / "cache", quick=True, ssl_seeds=2)
-        with pytest.raises(CuratorError, match=r"ssl_seeds=0 must be an integer >= 1"):
-            run_protocol(folder, tmp_path / "cache", quick=True, ssl_seeds=0)
+        with pytest.raises(CuratorError, match=r"ssl_seeds=0 must be an integer >= 1"):  # before any work
+            run_protocol(folder, tmp_path / "never", quick=True, ssl_seeds=0)
+        assert not (tmp_path / "never").exists()
     finally:
         torch.set_num_threads(threads)
     assert res["ssl_seeds"] == [0, 1] and len(res["ssl_runs"]) == 2 and len(res["embedding_quality_by_ssl_seed"]) == 2
