@@ -280,14 +280,17 @@ def evaluate(X: np.ndarray, labels: np.ndarray, classes: Sequence[str], recipe: 
 
 
 def summarize_models(rows: list[dict[str, Any]], points: Sequence[float] = POINTS) -> dict[str, Any]:
-    """`summarize` over every session, plus `by_ssl_seed` (each SSL model's split means) when the sessions
-    ran on several models."""
+    """`summarize` over every session; when the sessions ran on several SSL models, also each model's split
+    means (`by_ssl_seed`) and, per class, each model's recall at 7.8% (`recall@7.8_by_ssl_seed`): one model's
+    recall per class is noisy, so the models are shown side by side."""
     res = summarize(rows, points)
     models = sorted({r.get("ssl_seed", 0) for r in rows})
     if len(models) > 1:
-        res["by_ssl_seed"] = {str(m): {k: v for k, v in summarize([r for r in rows if r.get("ssl_seed", 0) == m],
-                                                                  points).items() if k != "per_class"}
-                              for m in models}
+        each = {str(m): summarize([r for r in rows if r.get("ssl_seed", 0) == m], points) for m in models}
+        res["by_ssl_seed"] = {m: {k: v for k, v in s.items() if k != "per_class"} for m, s in each.items()}
+        for row in res["per_class"]:
+            row["recall@7.8_by_ssl_seed"] = {m: next((c.get("recall@7.8") for c in s["per_class"]
+                                                      if c["class"] == row["class"]), None) for m, s in each.items()}
     return res
 
 
@@ -334,11 +337,6 @@ def summarize(rows: list[dict[str, Any]], points: Sequence[float] = POINTS) -> d
             row[f"recall@{p:.1f}"] = round(float(np.mean([g["recall"] for g in got])), 4) if got else None
             row[f"f1@{p:.1f}"] = round(float(np.mean([g["f1"] for g in got])), 4) if got else None
         row["median_effort_to_target"] = _median_effort([r["effort_to_target"] for r in cr])
-        models = sorted({r.get("ssl_seed", 0) for r in cr})
-        if len(models) > 1:  # one SSL model's recall per class is noisy: each model's mean, side by side
-            each = {m: [r["points"]["7.8"]["recall"] for r in cr if r.get("ssl_seed", 0) == m and r["points"].get("7.8")]
-                    for m in models}
-            row["recall@7.8_by_ssl_seed"] = {str(m): round(float(np.mean(v)), 4) if v else None for m, v in each.items()}
         table.append(row)
     res["per_class"] = table
     return res

@@ -384,6 +384,16 @@ def _ssl_models(res: dict) -> str:
             f"the tables their mean; ")
 
 
+def _model_recalls(summary: dict) -> dict[str, dict[str, float]]:
+    """Each SSL model's recall at 7.8% per class ({seed: {class: recall}}; empty for one model)."""
+    out: dict[str, dict[str, float]] = {}
+    for r in summary["per_class"]:
+        for m, v in (r.get("recall@7.8_by_ssl_seed") or {}).items():
+            if v is not None:
+                out.setdefault(m, {})[r["class"]] = v
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
 def _per_model(summary: dict) -> list[str]:
     """One row per SSL model at 7.8% effort (nothing for one model): how far a single training draw moves the
     means, and which class each model puts last."""
@@ -393,13 +403,12 @@ def _per_model(summary: dict) -> list[str]:
     rows = ["Each SSL model alone, at 7.8% effort:", "",
             "| SSL model | recall (all) | F1 (all) | FP share (all) | recall (dev) | F1 (dev) | recall (test) | F1 (test) "
             "| worst class |", "|---" * 9 + "|"]
+    recalls = _model_recalls(summary)
     for m, b in sorted(models.items(), key=lambda kv: int(kv[0])):
-        worst = min((r for r in summary["per_class"] if (r.get("recall@7.8_by_ssl_seed") or {}).get(m) is not None),
-                    key=lambda r: r["recall@7.8_by_ssl_seed"][m])
+        worst = min(recalls[m].items(), key=lambda kv: kv[1])
         a, d, t = b["all"]["7.8"], b["dev"]["7.8"], b["test"]["7.8"]
         rows.append(f"| seed {m} | {a['recall']:.3f} | {a['f1']:.3f} | {a['fp_share']:.3f} | {d['recall']:.3f} | "
-                    f"{d['f1']:.3f} | {t['recall']:.3f} | {t['f1']:.3f} | {worst['class']} "
-                    f"{worst['recall@7.8_by_ssl_seed'][m]:.3f} |")
+                    f"{d['f1']:.3f} | {t['recall']:.3f} | {t['f1']:.3f} | {worst[0]} {worst[1]:.3f} |")
     return rows + [""]
 
 
@@ -431,16 +440,14 @@ def protocol_goal(summary: dict) -> str:
     verdict = "reached overall" if not missed else "not reached overall; missed: " + "; ".join(missed)
     tm = summary["test"]["median_effort_to_target"]
     n_low = f"{len(low)} class{'' if len(low) == 1 else 'es'}"
-    models = sorted({m for r in summary["per_class"] for m in (r.get("recall@7.8_by_ssl_seed") or {})}, key=int)
+    recalls = _model_recalls(summary)
     single = ""
-    if models:
+    if recalls:
         parts = []
-        for m in models:
-            below = [f"{r['class']} {r['recall@7.8_by_ssl_seed'][m]:.3f}" for r in summary["per_class"]
-                     if (r.get("recall@7.8_by_ssl_seed") or {}).get(m) is not None
-                     and r["recall@7.8_by_ssl_seed"][m] < 0.75]
+        for m, per_class in recalls.items():
+            below = [f"{c} {v:.3f}" for c, v in per_class.items() if v < 0.75]
             parts.append(f"seed {m}: {', '.join(below) if below else 'none'}")
-        single = (f" These are means over {len(models)} SSL models; classes below 0.75 under one model alone: "
+        single = (f" These are means over {len(recalls)} SSL models; classes below 0.75 under one model alone: "
                   + "; ".join(parts) + ".")
     return (f"**Against the goal** (issue 14: recall >= 0.90 and F1 >= 0.85 at <= 7.8% effort, FP share <= 0.10, "
             f"median effort to 0.90 recall <= 6%, no class below 0.75): **{verdict}.** All "
